@@ -1,0 +1,65 @@
+"""Every library notebook is a test, run by nbdev's own runner; the package and the notebooks must be in sync.
+
+Experiment and tutorial notebooks (`nbs/experiments`, `nbs/tutorials`) are papermill notebooks with their own tests.
+"""
+import filecmp, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+from nbdev.test import test_nb as run_notebook  # aliased so pytest does not collect it
+
+from conftest import REPO, TEST_FLAGS
+
+NBS = REPO / 'nbs'
+PAPERMILL_DIRS = ('experiments', 'tutorials')
+
+
+def library_notebooks() -> list[Path]:
+    "Chapter notebooks in the order nbdev runs them (names starting with `_` or `.` are skipped, as nbdev does)."
+    out = []
+    for p in sorted(NBS.rglob('*.ipynb')):
+        parts = p.relative_to(NBS).parts
+        if any(s.startswith(('_', '.')) for s in parts) or parts[0] in PAPERMILL_DIRS: continue
+        out.append(p)
+    return out
+
+
+@pytest.mark.parametrize('nb', library_notebooks(), ids=lambda p: str(p.relative_to(NBS)))
+def test_notebook(nb, flags):
+    skip = [f for f in TEST_FLAGS if f not in flags]
+    ok, secs = run_notebook(nb, skip_flags=skip, force_flags=flags, do_print=False, showerr=True)
+    assert ok, f'{nb.name} failed (traceback above)'
+
+
+def _copy_project(dst: Path):
+    for name in ('settings.ini', 'setup.py', 'README.md'): shutil.copy(REPO / name, dst / name)
+    shutil.copytree(NBS, dst / 'nbs', ignore=shutil.ignore_patterns('.ipynb_checkpoints', '_*'))
+    shutil.copytree(REPO / 'stereomae', dst / 'stereomae', ignore=shutil.ignore_patterns('__pycache__'))
+
+
+def _diff(a: Path, b: Path, pattern: str) -> list[str]:
+    fa = {p.relative_to(a) for p in a.rglob(pattern) if '__pycache__' not in p.parts and '.ipynb_checkpoints' not in p.parts}
+    fb = {p.relative_to(b) for p in b.rglob(pattern) if '__pycache__' not in p.parts and '.ipynb_checkpoints' not in p.parts}
+    changed = [str(f) for f in fa & fb if not filecmp.cmp(a / f, b / f, shallow=False)]
+    return sorted(changed + [f'only committed: {f}' for f in fa - fb] + [f'only exported: {f}' for f in fb - fa])
+
+
+def _nbdev(cmd: str, cwd: Path):
+    exe = Path(sys.executable).parent / cmd
+    r = subprocess.run([str(exe)], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f'{cmd} failed:\n{r.stdout}\n{r.stderr}'
+
+
+def test_export_leaves_no_diff(tmp_path):
+    "`nbdev_export` run on the notebooks reproduces the committed package exactly."
+    _copy_project(tmp_path)
+    _nbdev('nbdev_export', tmp_path)
+    diff = _diff(REPO / 'stereomae', tmp_path / 'stereomae', '*.py')
+    assert not diff, f'the package differs from the notebooks (run nbdev_export and commit): {diff}'
+
+
+def test_notebooks_are_clean(tmp_path):
+    "`nbdev_clean` changes no notebook: no execution counts, ids or stray metadata (papermill's tags are kept)."
+    _copy_project(tmp_path)
+    _nbdev('nbdev_clean', tmp_path)
+    diff = _diff(NBS, tmp_path / 'nbs', '*.ipynb')
+    assert not diff, f'notebooks are not clean (run nbdev_clean and commit): {diff}'

@@ -1,0 +1,50 @@
+"""README.md is the front page notebook `nbs/index.ipynb` rendered as markdown, and CI runs README's two commands.
+
+Regenerate the README after editing the front page: `.venv/bin/python tests/test_readme.py --write`.
+"""
+import json, re, sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def render_readme(index=REPO / 'nbs' / 'index.ipynb') -> str:
+    "The front page as GitHub markdown: markdown cells as they are, image paths made relative to the repo root."
+    nb = json.loads(Path(index).read_text(encoding='utf-8'))
+    parts = []
+    for cell in nb['cells']:
+        src = ''.join(cell['source']).strip()
+        if cell['cell_type'] == 'markdown' and src: parts.append(src)
+    text = '\n\n'.join(parts) + '\n'
+    text = re.sub(r'\]\((images/[^)]+)\)', r'](nbs/\1)', text)
+    return '<!-- generated from nbs/index.ipynb by tests/test_readme.py --write; edit the notebook -->\n' + text
+
+
+def setup_commands(readme: str) -> list[str]:
+    "The two commands of the first bash block of the README."
+    block = re.search(r'```bash\n(.*?)```', readme, re.S)[1]
+    return [l.strip() for l in block.splitlines() if l.strip() and not l.strip().startswith('#')]
+
+
+def test_readme_is_the_front_page():
+    assert (REPO / 'README.md').read_text(encoding='utf-8') == render_readme(), \
+        'README.md differs from nbs/index.ipynb: run `.venv/bin/python tests/test_readme.py --write`'
+
+
+def test_readme_starts_with_two_commands_and_ci_runs_them():
+    cmds = setup_commands((REPO / 'README.md').read_text(encoding='utf-8'))
+    assert len(cmds) == 2, cmds
+    assert 'venv' in cmds[0] and 'pip install' in cmds[0] and '[dev]' in cmds[0]
+    assert 'pytest' in cmds[1]
+    ci = [l.strip() for l in (REPO / '.ci' / 'run').read_text().splitlines()]
+    assert cmds[0] in ci and cmds[1] in ci, '.ci/run must run the README commands verbatim'
+
+
+def test_readme_images_exist():
+    for path in re.findall(r'!\[[^\]]*\]\(([^)]+)\)', render_readme()):
+        assert (REPO / path).is_file(), f'README shows {path}, which does not exist'
+
+
+if __name__ == '__main__' and '--write' in sys.argv:
+    (REPO / 'README.md').write_text(render_readme(), encoding='utf-8')
+    print('wrote README.md')
