@@ -22,4 +22,10 @@ d = { 'settings': { 'branch': 'main',
                                 'stereomae.core.show_pair': ('core.html#show_pair', 'stereomae/core.py'),
                                 'stereomae.core.to_numpy': ('core.html#to_numpy', 'stereomae/core.py'),
                                 'stereomae.core.unpad': ('core.html#unpad', 'stereomae/core.py'),
-                                'stereomae.core.warp_right_to_left': ('core.html#warp_right_to_left', 'stereomae/core.py')}}}
+                                'stereomae.core.warp_right_to_left': ('core.html#warp_right_to_left', 'stereomae/core.py')},
+            'stereomae.masking': { 'stereomae.masking._random_hidden': ('masking.html#_random_hidden', 'stereomae/masking.py'),
+                                   'stereomae.masking.gather_tokens': ('masking.html#gather_tokens', 'stereomae/masking.py'),
+                                   'stereomae.masking.make_mask': ('masking.html#make_mask', 'stereomae/masking.py'),
+                                   'stereomae.masking.scatter_tokens': ('masking.html#scatter_tokens', 'stereomae/masking.py'),
+                                   'stereomae.masking.show_mask': ('masking.html#show_mask', 'stereomae/masking.py'),
+                                   'stereomae.masking.visible_indices': ('masking.html#visible_indices', 'stereomae/masking.py')}}}
