@@ -1,0 +1,30 @@
+"""This machine's fp32 matmul rate: the ceiling every other benchmark's GFLOP/s is compared with."""
+import time
+import torch
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 10, dtype=torch.float32, device='cpu') -> float:
+    "Best-of-`repeats` GFLOP/s of an n×n by n×n matrix product (2n³ flops)."
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    a @ b  # warm-up
+    best = float('inf')
+    for _ in range(repeats):
+        if device != 'cpu': torch.cuda.synchronize()
+        t0 = time.perf_counter(); a @ b
+        if device != 'cpu': torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def main():
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads\n')
+    print('| matmul | n | GFLOP/s |\n|---|---|---|')
+    for n in (512, 1024, 2048):
+        print(f'| fp32 CPU | {n} | {matmul_gflops(n):.1f} |')
+    if torch.cuda.is_available():
+        for dt in (torch.float32, torch.bfloat16):
+            print(f'| {str(dt)[6:]} {torch.cuda.get_device_name()} | 8192 | {matmul_gflops(8192, 20, dt, "cuda"):.0f} |')
+
+
+if __name__ == '__main__':
+    main()
