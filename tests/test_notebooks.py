@@ -63,3 +63,20 @@ def test_notebooks_are_clean(tmp_path):
     _nbdev('nbdev_clean', tmp_path)
     diff = _diff(NBS, tmp_path / 'nbs', '*.ipynb')
     assert not diff, f'notebooks are not clean (run nbdev_clean and commit): {diff}'
+
+
+def all_notebooks() -> list[Path]:
+    return [p for p in sorted(NBS.rglob('*.ipynb'))
+            if not any(s.startswith(('_', '.')) for s in p.relative_to(NBS).parts)]
+
+
+@pytest.mark.parametrize('nb', all_notebooks(), ids=lambda p: str(p.relative_to(NBS)))
+def test_first_markdown_cell_is_title_and_subtitle(nb):
+    """nbdev turns a notebook's first markdown cell into the page's title and description and drops the rest of that
+    cell from the docs, so it must hold only `# Title` and `> one-line subtitle`; the prose starts in the next cell."""
+    import json, re
+    cells = json.loads(nb.read_text(encoding='utf-8'))['cells']
+    first = next((''.join(c['source']).strip() for c in cells if c['cell_type'] == 'markdown'), '')
+    assert re.fullmatch(r'# [^\n]+\n\n> [^\n]+', first), \
+        f'{nb.name}: the first markdown cell must be exactly "# Title\\n\\n> subtitle" (nbdev drops anything else ' \
+        f'in it from the docs); move the rest into the next cell. It is:\n{first[:300]}'
