@@ -1,0 +1,101 @@
+"""The update block with converted RAFT-Stereo weights reproduces the published computation.
+
+`published_step` below is a direct, functional transcription of RAFT-Stereo's update equations on the *published*
+tensors (2-channel flow (u, v) = (−d, 0), 2-channel head output, 128 motion channels): a second, independent path to
+the same numbers, used only here.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stereomae.corr import CorrPyramid1D
+from stereomae.update import (MultiLevelUpdateBlock, convex_upsample, update_block_from_raft_stereo,
+                              update_block_to_raft_stereo)
+
+
+def published_state(n_gru_layers, hidden=16, corr_channels=10, factor=4, seed=0):
+    "RAFT-Stereo's update_block names and shapes for `n_gru_layers`, random values (y-channel weights included)."
+    g = torch.Generator().manual_seed(seed)
+    h = hidden
+    shapes = {'encoder.convc1': (64, corr_channels, 1, 1), 'encoder.convc2': (64, 64, 3, 3),
+              'encoder.convf1': (64, 2, 7, 7), 'encoder.convf2': (64, 64, 3, 3), 'encoder.conv': (126, 128, 3, 3),
+              'flow_head.conv1': (256, h, 3, 3), 'flow_head.conv2': (2, 256, 3, 3),
+              'mask.0': (256, h, 3, 3), 'mask.2': (9 * factor ** 2, 256, 1, 1)}
+    cin = {'gru08': h + 128 + h * (n_gru_layers > 1), 'gru16': h + h * (n_gru_layers == 3) + h, 'gru32': h + h}
+    for name, c in cin.items(): shapes.update({f'{name}.conv{k}': (h, c, 3, 3) for k in 'zrq'})
+    sd = {}
+    for k, s in shapes.items():
+        fan_in = s[1] * s[2] * s[3]
+        sd[f'module.update_block.{k}.weight'] = torch.randn(s, generator=g) / fan_in ** 0.5
+        sd[f'module.update_block.{k}.bias'] = torch.randn(s[0], generator=g) * 0.1
+    return sd
+
+
+def published_step(sd, net, ctx, corr, flow, n):
+    "One update of RAFT-Stereo's multi-level block with its own tensors: returns states, (Δu, Δv), mask."
+    def conv(x, k, pad): return F.conv2d(x, sd[f'{k}.weight'], sd[f'{k}.bias'], padding=pad)
+    def gru(name, h, c, *xs):
+        x = torch.cat(xs, 1); hx = torch.cat([h, x], 1)
+        z = torch.sigmoid(conv(hx, f'{name}.convz', 1) + c[0])
+        r = torch.sigmoid(conv(hx, f'{name}.convr', 1) + c[1])
+        q = torch.tanh(conv(torch.cat([r * h, x], 1), f'{name}.convq', 1) + c[2])
+        return (1 - z) * h + z * q
+    pool = lambda x: F.avg_pool2d(x, 3, stride=2, padding=1)
+    up = lambda x, ref: F.interpolate(x, ref.shape[2:], mode='bilinear', align_corners=True)
+    net = list(net)
+    if n == 3: net[2] = gru('gru32', net[2], ctx[2], pool(net[1]))
+    if n >= 2: net[1] = gru('gru16', net[1], ctx[1], pool(net[0]), *([up(net[2], net[1])] if n == 3 else []))
+    cor = F.relu(conv(F.relu(conv(corr, 'encoder.convc1', 0)), 'encoder.convc2', 1))
+    flo = F.relu(conv(F.relu(conv(flow, 'encoder.convf1', 3)), 'encoder.convf2', 1))
+    motion = torch.cat([F.relu(conv(torch.cat([cor, flo], 1), 'encoder.conv', 1)), flow], 1)
+    net[0] = gru('gru08', net[0], ctx[0], motion, *([up(net[1], net[0])] if n > 1 else []))
+    delta = conv(F.relu(conv(net[0], 'flow_head.conv1', 1)), 'flow_head.conv2', 1)
+    mask = 0.25 * conv(F.relu(conv(net[0], 'mask.0', 1)), 'mask.2', 0)
+    return net, delta, mask
+
+
+@pytest.mark.parametrize('n', [1, 2, 3])
+def test_converted_block_reproduces_published_computation(n):
+    torch.manual_seed(0)
+    B, H, W, h = 1, 8, 24, 16
+    published = published_state(n, hidden=h)
+    sd = {k.removeprefix('module.update_block.'): v for k, v in published.items()}
+    block = MultiLevelUpdateBlock((h, h, h), corr_channels=10, n_gru_layers=n, factor=4)
+    block.load_state_dict(update_block_from_raft_stereo(published), strict=True)
+    g = torch.Generator().manual_seed(1)
+    sizes = [(H, W), (H // 2, W // 2), (H // 4, W // 4)][:n]
+    net0 = [torch.randn(B, h, *s, generator=g).tanh() for s in sizes]
+    ctx = [[torch.randn(B, h, *s, generator=g) for _ in range(3)] for s in sizes]
+    corr_fn = CorrPyramid1D(torch.randn(B, 32, H, W, generator=g), torch.randn(B, 32, H, W, generator=g), levels=2, radius=2)
+    disp = torch.rand(B, 1, H, W, generator=g) * 6         # ours: positive disparity
+    flow = torch.cat([-disp, torch.zeros_like(disp)], 1)   # RAFT-Stereo: (u, v) = (−d, 0)
+    net_ours, net_pub = net0, net0
+    with torch.no_grad():
+        for _ in range(3):
+            out = block(net_ours, ctx, corr_fn(disp), disp, upsample_mask=True)
+            net_pub, delta, mask = published_step(sd, net_pub, ctx, corr_fn(-flow[:, :1]), flow, n)
+            delta[:, 1] = 0.0                                  # RAFT-Stereo projects onto the epipolar line
+            flow = flow + delta
+            disp, net_ours = disp + out.delta, out.net
+            for a, b in zip(net_ours, net_pub): torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(disp, -flow[:, :1], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out.mask, mask, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(convex_upsample(disp, out.mask, 4), -convex_upsample(flow, mask, 4)[:, :1],
+                                       atol=1e-4, rtol=1e-5)
+
+
+def test_round_trip_keeps_every_used_tensor():
+    published = published_state(3, hidden=16)
+    back = update_block_to_raft_stereo(update_block_from_raft_stereo(published))
+    again = update_block_from_raft_stereo(back)
+    first = update_block_from_raft_stereo(published)
+    assert again.keys() == first.keys()
+    for k in first: torch.testing.assert_close(again[k], first[k], rtol=0, atol=0)
+
+
+def test_bad_checkpoints_are_named():
+    with pytest.raises(KeyError, match='missing'):
+        update_block_from_raft_stereo({'update_block.encoder.convc1.weight': torch.zeros(1)})
+    block = MultiLevelUpdateBlock((16, 16, 16), corr_channels=10)
+    with pytest.raises(RuntimeError, match='size mismatch'):  # another configuration: torch names the tensor
+        block.load_state_dict(update_block_from_raft_stereo(published_state(3, hidden=16, corr_channels=36)))
