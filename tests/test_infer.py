@@ -8,25 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from stereomae.infer import SGBM, evaluate, predict_disparity, save_prediction, read_ply
+from stereomae.infer import SGBM, evaluate, predict_disparity, save_prediction, read_ply, sample_calib
 from stereomae.metrics import MetricAccumulator
 
 pytest.importorskip('cv2')
 
 
 def motorcycle_samples():
-    "The bundled Middlebury Motorcycle pair through `stereomae.data` when it exists, else scikit-image's copy."
-    try:
-        from stereomae.data import load_samples  # the data layer's reader of data_samples/
-        samples = [s for s in load_samples() if 'otorcycle' in s['name']]
-        if samples: return samples
-    except (ImportError, AttributeError, FileNotFoundError): pass
-    from skimage.data import stereo_motorcycle
-    left, right, d = stereo_motorcycle()
-    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255
-    return [dict(left=to_t(left), right=to_t(right), disp=torch.from_numpy(np.nan_to_num(d, posinf=0))[None].float(),
-                 valid=torch.from_numpy(np.isfinite(d))[None], name='Motorcycle',
-                 calib=dict(focal=994.978, baseline=193.001, doffs=31.086))]
+    "The bundled Middlebury Motorcycle pair (data_samples/), read by the real Middlebury 2014 reader."
+    from stereomae.data import sample_dataset
+    return [sample_dataset('motorcycle')[0]]
 
 
 def test_evaluate_middlebury_sample(tmp_path):
@@ -46,8 +37,7 @@ def test_evaluate_middlebury_sample(tmp_path):
 def test_prediction_files_of_the_sample(tmp_path):
     s = motorcycle_samples()[0]
     pred = predict_disparity(SGBM(num_disp=96), s['left'], s['right'], lr_check=True)
-    calib = s.get('calib') or dict(focal=994.978, baseline=193.001, doffs=31.086)
-    files = save_prediction(tmp_path / 'moto', pred, s['left'], calib)
+    files = save_prediction(tmp_path / 'moto', pred, s['left'], sample_calib(s))   # the sample's calib.txt
     cloud = read_ply(files['ply'])
     assert cloud['count'] == int(pred.valid.sum()) > 0.5 * pred.valid.numel()
     z = cloud['points'][:, 2]
@@ -55,7 +45,7 @@ def test_prediction_files_of_the_sample(tmp_path):
 
 
 def test_evaluate_synthetic_heldout():
-    synthetic = pytest.importorskip('stereomae.synthetic')
+    from stereomae import synthetic
     ds = synthetic.SyntheticStereo(4, size=(96, 160), max_disp=24, seed=12345)   # seeds away from any training set
     res = evaluate(SGBM(num_disp=32, block_size=5), ds, ['eth3d', 'sceneflow'], progress=False)
     rows, rep = res.rows, res.summary['report']
@@ -64,6 +54,14 @@ def test_evaluate_synthetic_heldout():
     # a real matcher on textured planes: most non-occluded pixels within 1 px, occluded ones worse
     assert rep['bad-1 noc'] <= rep['bad-1 all'] + 1e-6 and rep['bad-1 noc'] < 50, rep
     assert res.others['sceneflow']['report']['EPE'] < 5
+
+
+def test_depth_protocol_reads_the_samples_calib():
+    "SCARED-style depth metrics on the Middlebury sample: the calibration comes from its calib.txt."
+    s = motorcycle_samples()[0]
+    res = evaluate(SGBM(num_disp=96), [s], 'scared', progress=False)
+    mae = res.summary['report']['MAE (mm)']
+    assert 5 < mae < 500, res.summary['report']   # SGBM at a few metres: errors of centimetres to decimetres
 
 
 def test_accumulator_matches_evaluate_rows():
