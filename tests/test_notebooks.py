@@ -80,3 +80,23 @@ def test_first_markdown_cell_is_title_and_subtitle(nb):
     assert re.fullmatch(r'# [^\n]+\n\n> [^\n]+', first), \
         f'{nb.name}: the first markdown cell must be exactly "# Title\\n\\n> subtitle" (nbdev drops anything else ' \
         f'in it from the docs); move the rest into the next cell. It is:\n{first[:300]}'
+
+
+@pytest.mark.parametrize('nb', all_notebooks(), ids=lambda p: str(p.relative_to(NBS)))
+def test_cells_that_import_hold_only_imports(nb):
+    """nbdev's docs processing executes every cell that imports anything (to render the API entries), so a cell with an
+    import must hold only imports and definitions; otherwise building the docs runs (and can break on) demo code."""
+    import ast, json, re
+    ok = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    bad = []
+    for c in json.loads(nb.read_text(encoding='utf-8'))['cells']:
+        src = ''.join(c['source'])
+        if c['cell_type'] != 'code' or re.search(r'^#\|\s*(export|exporti|exports)\b', src, re.M): continue
+        if 'nbdev_export()' in src or re.search(r'^#\|\s*eval:\s*false', src, re.M): continue  # nbdev skips these too
+        code = '\n'.join('' if re.match(r'\s*[%!]', l) else l for l in src.splitlines())
+        try: tree = ast.parse(code)
+        except SyntaxError: continue
+        if any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree)) and not all(isinstance(n, ok) for n in tree.body):
+            bad.append(src[:200])
+    assert not bad, (f'{nb.name}: cells mixing imports with other code (move the imports to a cell of their own; '
+                     '/work/nbtools/split_imports.py does it):\n---\n' + '\n---\n'.join(bad))
