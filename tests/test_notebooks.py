@@ -5,7 +5,6 @@ Experiment and tutorial notebooks (`nbs/experiments`, `nbs/tutorials`) are paper
 import filecmp, shutil, subprocess, sys
 from pathlib import Path
 import pytest
-from nbdev.test import test_nb as run_notebook  # aliased so pytest does not collect it
 
 from conftest import REPO, TEST_FLAGS
 
@@ -23,11 +22,23 @@ def library_notebooks() -> list[Path]:
     return out
 
 
+_RUNNER = """
+import sys
+from nbdev.test import test_nb
+from pathlib import Path
+ok, secs = test_nb(Path(sys.argv[1]), skip_flags=sys.argv[2].split(',') if sys.argv[2] else [],
+                   force_flags=sys.argv[3].split(',') if sys.argv[3] else [], do_print=False, showerr=True)
+sys.exit(0 if ok else 1)
+"""
+
+
 @pytest.mark.parametrize('nb', library_notebooks(), ids=lambda p: str(p.relative_to(NBS)))
 def test_notebook(nb, flags):
+    "Run one notebook with nbdev's runner in a fresh process, as `nbdev_test` does (no state leaks between chapters)."
     skip = [f for f in TEST_FLAGS if f not in flags]
-    ok, secs = run_notebook(nb, skip_flags=skip, force_flags=flags, do_print=False, showerr=True)
-    assert ok, f'{nb.name} failed (traceback above)'
+    r = subprocess.run([sys.executable, '-c', _RUNNER, str(nb), ','.join(skip), ','.join(flags)],
+                       capture_output=True, text=True, cwd=nb.parent)
+    assert r.returncode == 0, f'{nb.name} failed:\n{r.stderr[-6000:]}'
 
 
 def _copy_project(dst: Path):
