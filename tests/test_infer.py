@@ -69,3 +69,27 @@ def test_accumulator_matches_evaluate_rows():
     pred = predict_disparity(SGBM(num_disp=96), s['left'], s['right']).disp[0, 0]
     acc = MetricAccumulator('kitti2015'); row = acc.update(pred, s['disp'][0], s['valid'][0])
     assert row['d1/all'] <= row['bad3/all'] and math.isnan(row['d1/noc'])
+
+
+def test_left_right_check_on_exact_ground_truth():
+    "On exact left and right ground truth, the left-right check keeps the non-occluded pixels and drops most occluded ones."
+    from stereomae import synthetic
+    from stereomae.infer import lr_consistency
+    s = synthetic.SyntheticStereo(1, size=(96, 160), max_disp=24, seed=7, right_disp=True)[0]
+    ok = lr_consistency(s['disp'][None], s['disp_right'][None], thresh=1.0)[0]
+    nocc, occ = s['nocc'] & s['valid'], ~s['nocc'] & s['valid']
+    assert ok[nocc].float().mean() > 0.97                       # visible pixels agree (up to interpolation at edges)
+    assert occ.sum() == 0 or ok[occ].float().mean() < 0.5       # occluded ones land on a nearer surface and disagree
+
+
+def test_evaluation_notebook_runs(tmp_path, repo):
+    "The papermill experiment `nbs/experiments/evaluate.ipynb` with small parameters; an unknown protocol is a clear error."
+    papermill = pytest.importorskip('papermill')
+    nb = repo / 'nbs' / 'experiments' / 'evaluate.ipynb'
+    params = dict(dataset='synthetic', limit=2, protocols='eth3d,sceneflow', num_disp=48, worst=1, out_dir=str(tmp_path / 'eval'))
+    papermill.execute_notebook(str(nb), str(tmp_path / 'out.ipynb'), parameters=params, progress_bar=False, cwd=str(tmp_path))
+    saved = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
+    assert saved['summary']['protocol'] == 'eth3d' and 'sceneflow' in saved['others'] and len(saved['rows']) == 2
+    with pytest.raises(papermill.PapermillExecutionError, match='registered'):
+        papermill.execute_notebook(str(nb), str(tmp_path / 'bad.ipynb'), parameters=dict(protocols='kitti'),
+                                   progress_bar=False, cwd=str(tmp_path))
