@@ -44,7 +44,7 @@ def _fix_markdown(md: str, depth: int, doc_url: str) -> str:
     def link(m):
         text, page, anchor = m[1], m[2], m[3]
         text = re.sub(r'`([^`]+)`', r'<code>\1</code>', text)
-        return f'<a class="reference internal" href="{rel}{page}' + (f'#{slug(anchor)}' if anchor else '') + f'">{text}</a>'
+        return f'<a class="reference internal symbol-link" href="{rel}{page}' + (f'#{slug(anchor)}' if anchor else '') + f'">{text}</a>'
     md = re.sub(r'\[([^\]]+)\]\(' + re.escape(doc_url) + r'([\w/.-]+\.html)(?:#([^)\s]+))?\)', link, md)
 
     def local(m):  # [text](03_vit.ipynb#x) or [text](vit.html): the page nbdev names after the notebook
@@ -143,7 +143,21 @@ def build(out: Path, proc: bool = True) -> Path:
     from sphinx.cmd.build import build_main
     rc = build_main(['-b', 'html', '-q', '-c', str(HERE), str(src), str(html)])
     if rc: raise SystemExit(f'sphinx failed with exit code {rc}')
+    relink_symbols(html)
     return html
+
+
+def relink_symbols(html: Path):
+    "nbdev links every backticked name it knows; where a name has no API entry on its page, link the page itself."
+    pages = {p: p.read_text(encoding='utf-8') for p in html.rglob('*.html') if '_static' not in p.parts}
+    ids = {p: set(re.findall(r'\sid="([^"]+)"', t)) for p, t in pages.items()}
+    for p, text in pages.items():
+        def fix(m):
+            target, anchor = m[2], m[3]
+            dest = (p.parent / target).resolve() if target else p
+            return m[0] if anchor in ids.get(dest, set()) else f'{m[1]}{target}"'
+        new = re.sub(r'(<a class="reference internal symbol-link" href=")([^"#]*)#([^"]+)"', fix, text)
+        if new != text: p.write_text(new, encoding='utf-8')
 
 
 if __name__ == '__main__':

@@ -21,13 +21,12 @@ html_title = 'stereomae'
 html_static_path = [os.environ['STEREOMAE_SITE_STATIC']]
 html_favicon = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'favicon.svg')
 html_theme_options = {'navigation_with_keys': True}
-mathjax_path = 'mathjax/MathJax.js'
-# MathJax 2 from jupyter-server-mathjax, configured here (no combined config file): TeX in, SVG out with the
-# STIX-Web glyphs it ships, so no web font is fetched.
+mathjax_path = 'mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full'
+# MathJax 2 from jupyter-server-mathjax (its combined config; it ships the STIX-Web web fonts only): no CDN, and no
+# probing for locally installed fonts (preferredFont None), so no font request leaves the site.
 mathjax2_config = {
-    'jax': ['input/TeX', 'output/SVG'], 'extensions': ['tex2jax.js'],
-    'TeX': {'extensions': ['AMSmath.js', 'AMSsymbols.js', 'noErrors.js', 'noUndefined.js']},
     'tex2jax': {'inlineMath': [['\\(', '\\)']], 'displayMath': [['\\[', '\\]']], 'processEscapes': True,
                 'processClass': 'math|output_area|tex2jax_process'},  # myst-nb marks everything else ignored
-    'SVG': {'font': 'STIX-Web'}, 'showMathMenu': False, 'messageStyle': 'none',
+    'HTML-CSS': {'availableFonts': [], 'preferredFont': None, 'webFont': None, 'imageFont': None},
+    'showMathMenu': False, 'messageStyle': 'none',
 }
