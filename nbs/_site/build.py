@@ -11,7 +11,7 @@
    client-side search, and MathJax served from the site itself (jupyter-server-mathjax's copy), no CDN.
 Quarto's configuration (`nbs/_quarto.yml`) stays valid, so `nbdev_docs` also works where Quarto is installed.
 """
-import argparse, json, re, shutil, sys
+import argparse, json, posixpath, re, shutil, sys
 from pathlib import Path
 
 import yaml
@@ -36,6 +36,11 @@ def _directives(src: str):
     return d, '\n'.join(lines)
 
 
+CURRENT_PAGE, CURRENT_DIR = '', []
+DANGLING: list[str] = []   # links to pages no notebook renders (reported by build, shown as plain text)
+KNOWN: set[str] = set()    # the pages this build renders, relative to the site root, without .html
+
+
 def _fix_markdown(md: str, depth: int, doc_url: str) -> str:
     "Quarto-only syntax out, links to the published site made relative and pointed at docutils ids."
     md = re.sub(r'\{target="_blank"[^}]*\}', '', md)
@@ -52,12 +57,18 @@ def _fix_markdown(md: str, depth: int, doc_url: str) -> str:
         parts = path.split('/')
         parts[-1] = re.sub(r'^\d+[a-z]?_', '', parts[-1])
         text = re.sub(r'`([^`]+)`', r'<code>\1</code>', text)
+        target = '/'.join(parts)
+        resolved = posixpath.normpath(posixpath.join(*CURRENT_DIR, target))
+        if KNOWN and resolved not in KNOWN:
+            DANGLING.append(f'{CURRENT_PAGE} -> {target}.html'); return text
         return f'<a class="reference internal" href="{"/".join(parts)}.html' + (f'#{slug(anchor)}' if anchor else '') + f'">{text}</a>'
     return re.sub(r'\[([^\]]+)\]\((?![a-z]+:|#)([\w/.-]+?)\.(html|ipynb)(?:#([^)\s]+))?\)', local, md)
 
 
 def convert(nb_path: Path, depth: int, doc_url: str) -> tuple[dict, str]:
     "A processed notebook as a Sphinx page; returns the notebook and its output name (without .html)."
+    global CURRENT_PAGE, CURRENT_DIR
+    CURRENT_PAGE, CURRENT_DIR = nb_path.name, list(nb_path.parent.parts[-depth:]) if depth else []
     nb = json.loads(nb_path.read_text(encoding='utf-8'))
     cells, out_name = [], nb_path.stem
     for cell in nb['cells']:
@@ -118,6 +129,10 @@ def build(out: Path, proc: bool = True) -> Path:
     for d in (src, html): shutil.rmtree(d, ignore_errors=True)
     src.mkdir(parents=True)
     pages = {}                                          # page path (no suffix) -> (folder, source stem)
+    DANGLING.clear(); KNOWN.clear()
+    for nb in procdir.rglob('*.ipynb'):
+        rel = nb.relative_to(procdir)
+        KNOWN.add('/'.join(rel.parts[:-1] + (re.sub(r'^\d+[a-z]?_', '', nb.stem),)))
     for nb in sorted(procdir.rglob('*.ipynb')):
         rel = nb.relative_to(procdir)
         depth = len(rel.parts) - 1
@@ -144,6 +159,7 @@ def build(out: Path, proc: bool = True) -> Path:
     rc = build_main(['-b', 'html', '-q', '-c', str(HERE), str(src), str(html)])
     if rc: raise SystemExit(f'sphinx failed with exit code {rc}')
     relink_symbols(html)
+    for d in DANGLING: print(f'warning: link to a page no notebook renders (shown as text): {d}')
     return html
 
 
