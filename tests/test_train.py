@@ -32,7 +32,7 @@ def test_resume_equals_uninterrupted_with_accumulation_and_workers(tmp_path):
 @pytest.mark.parametrize('mode', ['write', 'train'])
 def test_sigkill_loses_only_steps_since_last_checkpoint(tmp_path, mode):
     "A process killed inside a checkpoint write (or a training step) keeps the previous checkpoint; resuming finishes the same run."
-    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(REPO), str(REPO / 'tests')])}
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(REPO), str(REPO / 'tests')]), 'OMP_NUM_THREADS': '1'}
     p = subprocess.Popen([sys.executable, str(REPO / 'tests' / 'toy_train.py'), str(tmp_path), mode],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
