@@ -66,7 +66,7 @@ def test_pretrain_finetune_evaluate_predict_notebooks(tmp_path):
     ft = tmp_path / 'runs' / 'finetune' / 'sceneflow-mim-tiny'
     assert (ft / 'checkpoints' / 'step_0000008.pt').exists() and list((ft / 'figures').glob('*.jpg'))
     assert "'epe'" in _outputs_text(tmp_path / 'finetune.ipynb')
-    r = papermill('evaluate.ipynb', tmp_path / 'evaluate.ipynb', 'evaluate_sceneflow_tiny.yaml', tmp_path)
+    r = papermill('evaluate_run.ipynb', tmp_path / 'evaluate.ipynb', 'evaluate_sceneflow_tiny.yaml', tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (ft / 'eval' / 'middlebury_Q' / 'metrics.json').exists()
     sample = REPO / 'data_samples' / 'middlebury2014' / 'Motorcycle-perfect'
