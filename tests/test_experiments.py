@@ -94,14 +94,21 @@ def test_cli_runs_a_tiny_config_and_resumes(tmp_path):
     assert r.returncode == 0 and 'resuming' in r.stdout
 
 
-def test_cli_errors_before_training(tmp_path):
-    for args, msg in [(('pretrain', CONFIGS / 'pretrain_mse_tiny.yaml', 'lrr=1'), "unknown config key: 'lrr' (did you mean 'lr'"),
-                      (('pretrain', CONFIGS / 'pretrain_mse_tiny.yaml', 'steps=many'), "steps='many'"),
+def test_cli_errors_before_training(tmp_path, monkeypatch, capsys):
+    "Parameter mistakes end with exit status 2 and one line naming them, before anything is built or written."
+    from stereomae.cli import main
+    monkeypatch.chdir(tmp_path)
+    for args, msg in [(('pretrain', CONFIGS / 'pretrain_mse_tiny.yaml', 'steps=many'), "steps='many'"),
                       (('finetune', CONFIGS / 'finetune_sceneflow_mim_tiny.yaml'), "weights file 'runs/pretrain/mse-tiny/weights.safetensors' does not exist"),
-                      (('pretrain', CONFIGS / 'pretrain_mse.yaml'), "does not exist"),
+                      (('finetune', CONFIGS / 'finetune_sceneflow_scratch_tiny.yaml', 'init=imagenet'), "init='imagenet'"),
+                      (('pretrain', CONFIGS / 'pretrain_mse.yaml'), "root '/data/SceneFlow' does not exist"),
+                      (('evaluate', CONFIGS / 'evaluate_sceneflow_tiny.yaml', 'protocol=kitti'), "protocol 'kitti' unknown"),
+                      (('predict', CONFIGS / 'predict_motorcycle_tiny.yaml'), "left: image 'data_samples/middlebury2014/Motorcycle-perfect/im0.png' does not exist"),
                       (('pretrain', tmp_path / 'missing.yaml'), "missing.yaml' does not exist")]:
-        r = cli(*args, cwd=tmp_path)
-        assert r.returncode == 2 and msg in r.stderr, (args, r.stderr[-2000:])
+        assert main([str(a) for a in args]) == 2, args
+        assert msg in capsys.readouterr().err, args
+    r = cli('pretrain', CONFIGS / 'pretrain_mse_tiny.yaml', 'lrr=1', cwd=tmp_path)      # the same through a real process
+    assert r.returncode == 2 and "unknown config key: 'lrr' (did you mean 'lr'" in r.stderr, r.stderr[-2000:]
     assert not (tmp_path / 'runs').exists()
 
 
