@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+import matplotlib.pyplot as plt
 from einops import rearrange, repeat
 from timm.layers import Attention, Mlp
 from timm.models.vision_transformer import Block
