@@ -2,8 +2,8 @@
 
 A few random PNG pairs and PFM disparities are written to a temporary folder in the SceneFlow layout; the loader
 reads them with 0, 1 and 2 DataLoader workers (batch 1, each pair repeated so every setting reads the same number
-of samples). Augmentation is timed too when `stereomae.augment` provides `SparseAugment`/`DenseAugment`-style
-callables (see `AUGMENTS`); otherwise only decoding is measured. A RAFT-Stereo training step at batch 8 takes
+of samples). RAFT-Stereo's dense augmentation (`stereomae.augment.StereoAugmentor`, crop 320×720) is timed too when
+that module is present; otherwise only decoding is measured. A RAFT-Stereo training step at batch 8 takes
 about 0.3–0.6 s on a current GPU, so the loader must deliver roughly 15–30 samples/s to keep it busy.
 """
 import os, tempfile, time
@@ -32,17 +32,11 @@ def write_tree(root: Path, n: int = 4):
 
 
 def augments():
-    "Augmentations to time besides plain decoding: whatever `stereomae.augment` offers, if it is there."
+    "Pipelines to time: plain decoding, and RAFT-Stereo's dense augmentation when `stereomae.augment` is installed."
     out = {'decode only': None}
-    try: import stereomae.augment as A
+    try: from stereomae.augment import StereoAugmentor
     except ImportError: return out
-    for name in ('SparseAugment', 'DenseAugment', 'StereoAugment', 'RaftAugment'):
-        cls = getattr(A, name, None)
-        if cls is None: continue
-        try: out[f'decode + {name}'] = cls(crop=(320, 720))
-        except TypeError:
-            try: out[f'decode + {name}'] = cls()
-            except Exception: pass
+    out['decode + StereoAugmentor (dense, crop 320×720)'] = StereoAugmentor(crop_size=(320, 720), generator=0)
     return out
 
 
