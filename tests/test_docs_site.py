@@ -109,8 +109,10 @@ def test_search_finds_CorrPyramid1D(browser, server):
 def test_maths_is_typeset_and_screenshots(browser, server):
     ARTIFACTS.mkdir(exist_ok=True)
     page, errors = _open(browser, f'{server}/core.html')
-    page.wait_for_function('() => document.querySelectorAll(".MathJax, .MathJax_CHTML, mjx-container").length > 0', timeout=30_000)
-    raw = page.eval_on_selector_all('span.math', 'els => els.filter(e => e.textContent.includes("\\\\(")).length')
+    sizes = page.eval_on_selector_all('article math', 'els => els.map(e => e.getBoundingClientRect().width)')
+    raw = page.evaluate('() => document.querySelector("article").innerText.includes("$x")')
+    assert len(sizes) >= 5 and all(w > 0 for w in sizes), f'maths not typeset: {sizes}'
+    assert not raw, 'raw TeX left on the page'
     page.screenshot(path=str(ARTIFACTS / 'docs_core.png'), full_page=False)
     page.close()
     assert not errors, errors

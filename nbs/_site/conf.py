@@ -12,7 +12,7 @@ exclude_patterns = ['_build', '**.ipynb_checkpoints']
 nb_execution_mode = 'off'               # the notebooks' stored outputs are the figures
 nb_render_markdown_format = 'myst'      # markdown outputs (API entries) parse like markdown cells
 nb_merge_streams = True
-myst_enable_extensions = ['dollarmath', 'amsmath', 'colon_fence']
+myst_enable_extensions = ['colon_fence']   # maths arrives as MathML from build.py
 myst_heading_anchors = 3
 suppress_warnings = ['myst.header', 'mystnb.unknown_mime_type', 'misc.highlighting_failure', 'myst.xref_missing']
 
@@ -21,12 +21,4 @@ html_title = 'stereomae'
 html_static_path = [os.environ['STEREOMAE_SITE_STATIC']]
 html_favicon = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'favicon.svg')
 html_theme_options = {'navigation_with_keys': True}
-mathjax_path = 'mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full'
-# MathJax 2 from jupyter-server-mathjax (its combined config; it ships the STIX-Web web fonts only): no CDN, and no
-# probing for locally installed fonts (preferredFont None), so no font request leaves the site.
-mathjax2_config = {
-    'tex2jax': {'inlineMath': [['\\(', '\\)']], 'displayMath': [['\\[', '\\]']], 'processEscapes': True,
-                'processClass': 'math|output_area|tex2jax_process'},  # myst-nb marks everything else ignored
-    'HTML-CSS': {'availableFonts': [], 'preferredFont': None, 'webFont': None, 'imageFont': None},
-    'showMathMenu': False, 'messageStyle': 'none',
-}
+html_css_files = ['maths.css']
