@@ -135,8 +135,7 @@ def _build_volume(self:CorrPyramid1D, feat_l:Tensor, feat_r:Tensor)->list[Tensor
         pyramid[0][:, y:y + step, :, K:K + W] = corr_volume(feat_l[:, :, y:y + step], feat_r[:, :, y:y + step])
     for l in range(1, self.levels):
         prev, w = pyramid[l - 1][..., K:K + 2 * self.widths[l]], self.widths[l]
-        torch.add(prev[..., 0::2], prev[..., 1::2], out=pyramid[l][..., K:K + w])
-        pyramid[l][..., K:K + w].mul_(0.5)
+        pyramid[l][..., K:K + w] = 0.5 * (prev[..., 0::2] + prev[..., 1::2])  # slice assignment keeps autograd
     return pyramid
 
 def _lookup_volume(self:CorrPyramid1D, disp:Tensor)->Tensor:
