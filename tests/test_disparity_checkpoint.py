@@ -5,6 +5,7 @@ import pytest, torch
 from raft_stereo_layout import published_layout, published_state_dict, n_parameters, reference_flow
 from stereomae.disparity import DisparityModel, RAFT_STEREO_REALTIME, raft_stereo_options
 
+SLOW = {'two-level-n3-group', 'three-level-slow-fast-r3'}  # run with --flags slow
 CONFIGS = {
     'default': {},
     'realtime': RAFT_STEREO_REALTIME,
@@ -43,7 +44,7 @@ def test_published_layout_loads_strictly_and_round_trips(name):
         else: assert torch.equal(v, ref), k
 
 
-@pytest.mark.parametrize('name', CONFIGS)
+@pytest.mark.parametrize('name', [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CONFIGS])
 def test_reproduces_raft_stereo(name):
     "Images in [0, 1] here, [0, 255] there; disparity here = -(x-flow) there."
     o = CONFIGS[name]
