@@ -12,7 +12,9 @@ import json, os, resource, subprocess, sys, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-THREADS = 2  # RAFT-Stereo's reference figure (about 34 s at 384×768, 32 iterations) was taken with 2 threads
+# RAFT-Stereo's reference figure (about 34 s at 384×768, 32 iterations) was taken with 2 threads on an idle machine;
+# on a CPU shared with other jobs 2 threads mostly wait for each other: BENCH_THREADS=1 gives steadier ratios there.
+THREADS = int(os.environ.get('BENCH_THREADS', 2))
 
 
 def _rss_bytes() -> int:
@@ -55,7 +57,7 @@ def measure(**kw) -> dict:
 def main(argv=()):
     argv = list(argv or sys.argv[1:])
     sizes = [(256, 512)] + ([] if '--quick' in argv else [(384, 768)]) + ([(1984, 2880)] if '--middlebury' in argv else [])
-    print(f'{THREADS} threads, fp32, 32 iterations, batch 1\n')
+    print(f'{THREADS} thread(s), fp32, 32 iterations, batch 1, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n')
     print('| backbone | corr | size | s / pair | peak +GB |\n|---|---|---|---|---|')
     for H, W in sizes:
         for backbone in ('cnn', 'vit'):
