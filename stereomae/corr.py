@@ -191,8 +191,7 @@ def _lookup_alt(self:CorrPyramid1D, disp:Tensor)->Tensor:
                 for l, w in enumerate(self.widths):
                     if l:  # pool the right features along x (the cost commutes with it), keep the zero pads
                         prev, table = table, fl.new_zeros(h, w + 2 * K, D)
-                        torch.add(prev[:, K:K + 2 * w:2], prev[:, K + 1:K + 2 * w:2], out=table[:, K:K + w])
-                        table[:, K:K + w].mul_(0.5)
+                        table[:, K:K + w] = 0.5 * (prev[:, K:K + 2 * w:2] + prev[:, K + 1:K + 2 * w:2])  # differentiable (no out=)
                     idx, alpha = window_index(disp[b:b + 1, :, y:y + step], l, self.radius, w)  # (1, h, W, K)
                     taps.append(interpolate_taps(_band_scores(fl, table, idx[0], tiles[l]), alpha[0]))
                 chunks.append(torch.stack(taps))                                         # (L, h, W, 2R+1)
