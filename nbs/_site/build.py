@@ -37,91 +37,89 @@ def _directives(src: str):
     return d, '\n'.join(lines)
 
 
-CURRENT_PAGE, CURRENT_DIR = '', []
-DANGLING: list[str] = []   # links to pages no notebook renders (reported by build, shown as plain text)
-KNOWN: set[str] = set()    # the pages this build renders, relative to the site root, without .html
-
-
-def _fix_markdown(md: str, depth: int, doc_url: str) -> str:
-    "Quarto-only syntax out, links to the published site made relative and pointed at docutils ids."
-    md = re.sub(r'\{target="_blank"[^}]*\}', '', md)
-    rel = '../' * depth
-
-    def link(m):
-        text, page, anchor = m[1], m[2], m[3]
-        text = re.sub(r'`([^`]+)`', r'<code>\1</code>', text)
-        return f'<a class="reference internal symbol-link" href="{rel}{page}' + (f'#{slug(anchor)}' if anchor else '') + f'">{text}</a>'
-    md = re.sub(r'\[([^\]]+)\]\(' + re.escape(doc_url) + r'([\w/.-]+\.html)(?:#([^)\s]+))?\)', link, md)
-
-    def local(m):  # [text](03_vit.ipynb#x) or [text](vit.html): the page nbdev names after the notebook
-        text, path, anchor = m[1], m[2], m[4]
-        parts = path.split('/')
-        parts[-1] = re.sub(r'^\d+[a-z]?_', '', parts[-1])
-        text = re.sub(r'`([^`]+)`', r'<code>\1</code>', text)
-        target = '/'.join(parts)
-        resolved = posixpath.normpath(posixpath.join(*CURRENT_DIR, target))
-        if KNOWN and resolved not in KNOWN:
-            DANGLING.append(f'{CURRENT_PAGE} -> {target}.html'); return text
-        return f'<a class="reference internal" href="{"/".join(parts)}.html' + (f'#{slug(anchor)}' if anchor else '') + f'">{text}</a>'
-    return re.sub(r'\[([^\]]+)\]\((?![a-z]+:|#)([\w/.-]+?)\.(html|ipynb)(?:#([^)\s]+))?\)', local, md)
-
-
 _CODE = re.compile(r'(```.*?```|`[^`\n]*`)', re.S)
 
 
-def render_maths(md: str) -> str:
-    "TeX between $..$ / $$..$$ (outside code) as MathML, which browsers typeset natively: no script, no web font."
-    from latex2mathml.converter import convert as to_mathml
-    def conv(tex, display):
-        try: return to_mathml(tex.strip(), display='block' if display else 'inline')
-        except Exception as e:
-            MATH_ERRORS.append(f'{CURRENT_PAGE}: {tex[:60]!r} ({type(e).__name__})'); return f'<code>{tex}</code>'
-    def text(part):
-        part = re.sub(r'\$\$(.+?)\$\$', lambda m: f'\n\n<div class="math-display">{conv(m[1], True)}</div>\n\n', part, flags=re.S)
-        return re.sub(r'(?<![\\$])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$', lambda m: conv(m[1], False), part)
-    return ''.join(p if i % 2 else text(p) for i, p in enumerate(_CODE.split(md)))
+class PageConverter:
+    "Turns processed notebooks into Sphinx pages for one build, and collects what it could not link or typeset."
+    def __init__(self, doc_url: str, known: set[str]):
+        self.doc_url = doc_url       # the published site's root URL, whose links become relative
+        self.known = known           # the pages this build renders, relative to the site root, without .html
+        self.dangling: list[str] = []     # links to pages no notebook renders (shown as plain text)
+        self.math_errors: list[str] = []  # maths latex2mathml could not read (shown as code)
+        self.page, self.folder = '', []   # the notebook being converted and its folder, relative to the site root
 
+    def fix_markdown(self, md: str, depth: int) -> str:
+        "Quarto-only syntax out, links to the published site made relative and pointed at docutils ids."
+        md = re.sub(r'\{target="_blank"[^}]*\}', '', md)
+        rel = '../' * depth
 
-MATH_ERRORS: list[str] = []
+        def link(m):
+            text, page, anchor = m[1], m[2], m[3]
+            text = re.sub(r'`([^`]+)`', r'<code>\1</code>', text)
+            return f'<a class="reference internal symbol-link" href="{rel}{page}' + (f'#{slug(anchor)}' if anchor else '') + f'">{text}</a>'
+        md = re.sub(r'\[([^\]]+)\]\(' + re.escape(self.doc_url) + r'([\w/.-]+\.html)(?:#([^)\s]+))?\)', link, md)
 
+        def local(m):  # [text](03_vit.ipynb#x) or [text](vit.html): the page nbdev names after the notebook
+            text, path, anchor = m[1], m[2], m[4]
+            parts = path.split('/')
+            parts[-1] = re.sub(r'^\d+[a-z]?_', '', parts[-1])
+            text = re.sub(r'`([^`]+)`', r'<code>\1</code>', text)
+            target = '/'.join(parts)
+            resolved = posixpath.normpath(posixpath.join(*self.folder, target))
+            if self.known and resolved not in self.known:
+                self.dangling.append(f'{self.page} -> {target}.html'); return text
+            return f'<a class="reference internal" href="{target}.html' + (f'#{slug(anchor)}' if anchor else '') + f'">{text}</a>'
+        return re.sub(r'\[([^\]]+)\]\((?![a-z]+:|#)([\w/.-]+?)\.(html|ipynb)(?:#([^)\s]+))?\)', local, md)
 
-def convert(nb_path: Path, depth: int, doc_url: str) -> tuple[dict, str]:
-    "A processed notebook as a Sphinx page; returns the notebook and its output name (without .html)."
-    global CURRENT_PAGE, CURRENT_DIR
-    CURRENT_PAGE, CURRENT_DIR = nb_path.name, list(nb_path.parent.parts[-depth:]) if depth else []
-    nb = json.loads(nb_path.read_text(encoding='utf-8'))
-    cells, out_name = [], nb_path.stem
-    for cell in nb['cells']:
-        src = ''.join(cell['source'])
-        if cell['cell_type'] == 'raw' and src.lstrip().startswith('---'):
-            fm = yaml.safe_load(src.strip().strip('-')) or {}
-            out_name = Path(fm.get('output-file', out_name + '.html')).stem
-            head = f"# {fm.get('title', out_name)}"
-            if fm.get("description"): head += f"\n\n> {fm['description']}"
-            cells.append(dict(cell_type='markdown', metadata={}, source=head)); continue
-        if cell['cell_type'] == 'markdown':
-            if src.strip() == '<!-- WARNING: THIS FILE WAS AUTOGENERATED! DO NOT EDIT! -->': continue
-            cells.append(dict(cell, source=render_maths(_fix_markdown(src, depth, doc_url)))); continue
-        if cell['cell_type'] != 'code': continue
-        d, code = _directives(src)
-        if d.get('include') == 'false': continue
-        outputs = cell.get('outputs', [])
-        if d.get('echo') == 'false' and d.get('output') == 'asis':   # an API entry: make it part of the page
-            md = ''.join(''.join(o.get('data', {}).get('text/markdown', '')) for o in outputs)
-            md = re.sub(r'^---\s*\n', '', md.strip())
-            if md: cells.append(dict(cell_type='markdown', metadata={}, source=_fix_markdown(md, depth, doc_url)))
-            continue
-        tags = list(cell.get('metadata', {}).get('tags', []))
-        if d.get('echo') == 'false': tags.append('remove-input')
-        if d.get('output') == 'false': tags.append('remove-output')
-        for o in outputs:
-            if 'text/markdown' in o.get('data', {}):
-                o['data']['text/markdown'] = _fix_markdown(''.join(o['data']['text/markdown']), depth, doc_url)
-        cells.append(dict(cell_type='code', execution_count=None, metadata={'tags': tags} if tags else {},
-                          source=code, outputs=outputs))
-    nb['cells'] = [dict(c, id=f'c{i}') for i, c in enumerate(cells)]
-    nb.setdefault('metadata', {})['language_info'] = {'name': 'python', 'pygments_lexer': 'ipython3'}
-    return nb, out_name
+    def render_maths(self, md: str) -> str:
+        "TeX between $..$ / $$..$$ (outside code) as MathML, which browsers typeset natively: no script, no web font."
+        from latex2mathml.converter import convert as to_mathml
+        def conv(tex, display):
+            try: return to_mathml(tex.strip(), display='block' if display else 'inline')
+            except Exception as e:
+                self.math_errors.append(f'{self.page}: {tex[:60]!r} ({type(e).__name__})'); return f'<code>{tex}</code>'
+        def text(part):
+            part = re.sub(r'\$\$(.+?)\$\$', lambda m: f'\n\n<div class="math-display">{conv(m[1], True)}</div>\n\n', part, flags=re.S)
+            return re.sub(r'(?<![\\$])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$', lambda m: conv(m[1], False), part)
+        return ''.join(p if i % 2 else text(p) for i, p in enumerate(_CODE.split(md)))
+
+    def convert(self, nb_path: Path, depth: int) -> tuple[dict, str]:
+        "A processed notebook as a Sphinx page; returns the notebook and its output name (without .html)."
+        self.page, self.folder = nb_path.name, list(nb_path.parent.parts[-depth:]) if depth else []
+        nb = json.loads(nb_path.read_text(encoding='utf-8'))
+        cells, out_name = [], nb_path.stem
+        for cell in nb['cells']:
+            src = ''.join(cell['source'])
+            if cell['cell_type'] == 'raw' and src.lstrip().startswith('---'):
+                fm = yaml.safe_load(src.strip().strip('-')) or {}
+                out_name = Path(fm.get('output-file', out_name + '.html')).stem
+                head = f"# {fm.get('title', out_name)}"
+                if fm.get("description"): head += f"\n\n> {fm['description']}"
+                cells.append(dict(cell_type='markdown', metadata={}, source=head)); continue
+            if cell['cell_type'] == 'markdown':
+                if src.strip() == '<!-- WARNING: THIS FILE WAS AUTOGENERATED! DO NOT EDIT! -->': continue
+                cells.append(dict(cell, source=self.render_maths(self.fix_markdown(src, depth)))); continue
+            if cell['cell_type'] != 'code': continue
+            d, code = _directives(src)
+            if d.get('include') == 'false': continue
+            outputs = cell.get('outputs', [])
+            if d.get('echo') == 'false' and d.get('output') == 'asis':   # an API entry: make it part of the page
+                md = ''.join(''.join(o.get('data', {}).get('text/markdown', '')) for o in outputs)
+                md = re.sub(r'^---\s*\n', '', md.strip())
+                if md: cells.append(dict(cell_type='markdown', metadata={}, source=self.fix_markdown(md, depth)))
+                continue
+            tags = list(cell.get('metadata', {}).get('tags', []))
+            if d.get('echo') == 'false': tags.append('remove-input')
+            if d.get('output') == 'false': tags.append('remove-output')
+            for o in outputs:
+                if 'text/markdown' in o.get('data', {}):
+                    o['data']['text/markdown'] = self.fix_markdown(''.join(o['data']['text/markdown']), depth)
+            cells.append(dict(cell_type='code', execution_count=None, metadata={'tags': tags} if tags else {},
+                              source=code, outputs=outputs))
+        nb['cells'] = [dict(c, id=f'c{i}') for i, c in enumerate(cells)]
+        nb.setdefault('metadata', {})['language_info'] = {'name': 'python', 'pygments_lexer': 'ipython3'}
+        return nb, out_name
 
 
 def toctrees(pages: dict) -> str:
@@ -149,14 +147,13 @@ def build(out: Path, proc: bool = True) -> Path:
     for d in (src, html): shutil.rmtree(d, ignore_errors=True)
     src.mkdir(parents=True)
     pages = {}                                          # page path (no suffix) -> (folder, source stem)
-    DANGLING.clear(); KNOWN.clear(); MATH_ERRORS.clear()
-    for nb in procdir.rglob('*.ipynb'):
-        rel = nb.relative_to(procdir)
-        KNOWN.add('/'.join(rel.parts[:-1] + (re.sub(r'^\d+[a-z]?_', '', nb.stem),)))
+    known = {'/'.join(nb.relative_to(procdir).parts[:-1] + (re.sub(r'^\d+[a-z]?_', '', nb.stem),))
+             for nb in procdir.rglob('*.ipynb')}
+    conv = PageConverter(doc_url, known)
     for nb in sorted(procdir.rglob('*.ipynb')):
         rel = nb.relative_to(procdir)
         depth = len(rel.parts) - 1
-        page, name = convert(nb, depth, doc_url)
+        page, name = conv.convert(nb, depth)
         folder = rel.parts[0] if depth else None
         key = f'{folder}/{name}' if folder else name
         if key in pages: raise SystemExit(f'two notebooks render to {key}.html: {pages[key][1]} and {nb.stem}')
@@ -176,8 +173,8 @@ def build(out: Path, proc: bool = True) -> Path:
     rc = build_main(['-b', 'html', '-q', '-c', str(HERE), str(src), str(html)])
     if rc: raise SystemExit(f'sphinx failed with exit code {rc}')
     relink_symbols(html)
-    for d in DANGLING: print(f'warning: link to a page no notebook renders (shown as text): {d}')
-    for d in MATH_ERRORS: print(f'warning: maths latex2mathml could not read (shown as code): {d}')
+    for d in conv.dangling: print(f'warning: link to a page no notebook renders (shown as text): {d}')
+    for d in conv.math_errors: print(f'warning: maths latex2mathml could not read (shown as code): {d}')
     return html
 
 
