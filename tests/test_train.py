@@ -65,3 +65,85 @@ def test_ddp_two_ranks_equal_one_process_with_double_batch(tmp_path):
     _same(ddp, _weights(one.run_dir), atol=1e-6)
     ck = T.load_checkpoint(tmp_path / 'ddp' / 'finetune' / 'toy' / 'checkpoints' / 'step_0000004.pt')
     assert ck['world'] == 2 and len(ck['rng']) == 2 and ck['data']['consumed'] == 8
+
+
+# Issue 6's recipe and fault items that the chapter's demos do not pin down.
+
+def test_recipes_adamw_betas_and_decay():
+    "MAE's AdamW (0.9, 0.95), wd 0.05 off norms and biases, lr = base·batch/256; RAFT-Stereo's AdamW 2e-4, wd 1e-5."
+    from stereomae.config import PretrainConfig, FinetuneConfig
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    opt = T.build_optimizer(net, PretrainConfig(batch_size=64, grad_accum=2))
+    assert opt.defaults['betas'] == (0.9, 0.95)
+    assert {g['weight_decay'] for g in opt.param_groups if any(p is net[0].weight for p in g['params'])} == {0.05}
+    assert {g['weight_decay'] for g in opt.param_groups if any(p is net[0].bias or p is net[1].weight for p in g['params'])} == {0.0}
+    assert max(g['lr'] for g in opt.param_groups) == pytest.approx(1.5e-4 * 128 / 256)
+    ft = FinetuneConfig()
+    assert (ft.lr, ft.weight_decay, ft.schedule) == (2e-4, 1e-5, 'onecycle')
+
+
+def test_gradient_clipping_caps_the_global_norm(tmp_path):
+    "The optimizer step sees gradients of global norm `clip_grad`; the step reports the norm before clipping."
+    net = torch.nn.Linear(4, 1)
+    (net(torch.full((8, 4), 100.0)).sum()).backward()
+    cfg = toy_config(tmp_path, clip_grad=0.5)
+    opt = T.build_optimizer(net, cfg); sched = T.build_scheduler(opt, cfg); scaler = T.grad_scaler(torch.device('cpu'), None)
+    seen = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: seen.append(
+        float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in net.parameters()])))))
+    norm = T._optimizer_step(net, opt, sched, scaler, cfg)
+    assert norm > 100 and seen == [pytest.approx(0.5, rel=1e-4)]
+
+
+def test_grad_accumulation_equals_the_larger_batch(tmp_path):
+    "2 micro-batches of 2 accumulate into the same update as one batch of 4 (mean loss, no BatchNorm)."
+    acc = T.fit(toy_net(), ToyTask(), ToyStereoData(), toy_config(tmp_path, name='acc', steps=4, batch_size=2, grad_accum=2))
+    big = T.fit(toy_net(), ToyTask(), ToyStereoData(), toy_config(tmp_path, name='big', steps=4, batch_size=4))
+    _same(_weights(acc.run_dir), _weights(big.run_dir), atol=1e-6)
+    assert [h['loss'] for h in acc.history] == pytest.approx([h['loss'] for h in big.history], rel=1e-5)
+
+
+class BNNet(torch.nn.Module):
+    "A model with BatchNorm and RAFT-Stereo's `freeze_bn()` (BatchNorm layers stay in evaluation mode)."
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(6, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 1, 1))
+    def forward(self, left, right): return self.net(torch.cat([left, right], 1))
+    def freeze_bn(self):
+        for m in self.modules():
+            if isinstance(m, torch.nn.BatchNorm2d): m.eval()
+
+
+@pytest.mark.parametrize('freeze', [True, False])
+def test_frozen_batchnorm_keeps_its_statistics(tmp_path, freeze):
+    torch.manual_seed(0); net = BNNet()
+    T.fit(net, ToyTask(), ToyStereoData(), toy_config(tmp_path, steps=3, freeze_bn=freeze))
+    bn = net.net[1]
+    unchanged = torch.equal(bn.running_mean, torch.zeros(4)) and int(bn.num_batches_tracked) == 0
+    assert unchanged == freeze
+
+
+def test_checkpoint_of_another_kind_fails_before_training(tmp_path):
+    "Resuming from a checkpoint of another task (here a 'toy' run into a 'pretrain'-kind task) stops before anything is written."
+    first = T.fit(toy_net(), ToyTask(), ToyStereoData(), toy_config(tmp_path, steps=2))
+    class OtherTask(ToyTask): kind = 'pretrain'
+    cfg = toy_config(tmp_path, name='other', resume=str(first.checkpoint))
+    with pytest.raises(ValueError, match=r"is from a 'toy' run, this is 'pretrain'"):
+        T.fit(toy_net(), OtherTask(), ToyStereoData(), cfg)
+    assert not T.RunDir.from_config(cfg).path.exists()
+
+
+def test_non_finite_loss_names_step_and_samples(tmp_path):
+    class Poisoned(ToyStereoData):
+        def __getitem__(self, i):
+            s = super().__getitem__(i)
+            if i == 5: s['disp'] = torch.full_like(s['disp'], float('inf'))
+            return s
+    with pytest.raises(T.NonFiniteLoss, match=r"non-finite loss at step \d+ \(rank 0: micro-batch 0: loss inf, samples \[.*'toy5'"):
+        T.fit(toy_net(), ToyTask(), Poisoned(), toy_config(tmp_path, steps=8))
+
+
+def test_logs_are_csv_and_tensorboard(tmp_path):
+    res = T.fit(toy_net(), ToyTask(), ToyStereoData(), toy_config(tmp_path, steps=3))
+    assert [s for s, _ in T.read_scalars(res.run_dir)['loss']] == [1, 2, 3]
+    assert list((res.run_dir / 'logs').glob('events.out.tfevents.*')), 'no TensorBoard event file'
