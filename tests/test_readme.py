@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def render_readme(index=REPO / 'nbs' / 'index.ipynb') -> str:
-    "The front page as GitHub markdown: markdown cells as they are, image paths made relative to the repo root."
+    "The front page as GitHub markdown: markdown cells as they are, image and notebook paths made relative to the repo root."
     nb = json.loads(Path(index).read_text(encoding='utf-8'))
     parts = []
     for cell in nb['cells']:
@@ -17,6 +17,7 @@ def render_readme(index=REPO / 'nbs' / 'index.ipynb') -> str:
         if cell['cell_type'] == 'markdown' and src: parts.append(src)
     text = '\n\n'.join(parts) + '\n'
     text = re.sub(r'\]\((images/[^)]+)\)', r'](nbs/\1)', text)
+    text = re.sub(r'\]\(((?!https?:|/|#|nbs/)[^)]+\.ipynb)\)', r'](nbs/\1)', text)  # chapter links, relative to nbs/
     return '<!-- generated from nbs/index.ipynb by tests/test_readme.py --write; edit the notebook -->\n' + text
 
 
