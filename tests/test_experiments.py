@@ -117,7 +117,7 @@ def test_every_tiny_config_through_the_cli(tmp_path):
     "All tiny configs, chained like the full experiments (stage 1, stage 2 from it, then the Middlebury/ETH3D fine-tunes)."
     import timm, torch
     w = tmp_path / 'runs' / 'weights' / 'vit_tiny_timm.pth'; w.parent.mkdir(parents=True)
-    torch.save(timm.models.VisionTransformer(img_size=64, patch_size=16, embed_dim=192, depth=4, num_heads=3).state_dict(), w)
+    torch.save(timm.models.VisionTransformer(img_size=64, patch_size=16, embed_dim=128, depth=4, num_heads=4).state_dict(), w)  # the tiny preset's width
     order = ['pretrain_mse_tiny', 'pretrain_perceptual_tiny', 'pretrain_ssim_tiny', 'finetune_sceneflow_mim_tiny',
              'finetune_sceneflow_timm_tiny', 'finetune_sceneflow_scratch_tiny', 'finetune_middlebury_tiny', 'finetune_eth3d_tiny',
              'evaluate_sceneflow_tiny', 'predict_motorcycle_tiny']
