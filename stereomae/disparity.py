@@ -348,10 +348,9 @@ def _decode(self:DisparityModel, fl:Tensor, fr:Tensor,  # (B, D, h, w) matching 
                 net = out.net
         disp = disp + out.delta.float()
         keep = all_preds or t == iters - 1
-        if keep or self.mask_every_iter:
+        if keep or self.mask_every_iter:  # (benchmark switch: RAFT-Stereo computes the mask and discards it)
             with self._autocast(fl): mask = self.update_block.upsample_mask(net[0])
-            up = convex_upsample(disp, mask.float(), f)                       # (B, 1, H, W)
-            if keep: preds.append(up)
+        if keep: preds.append(convex_upsample(disp, mask.float(), f))         # (B, 1, H, W)
     return preds, disp
 DisparityModel._decode = _decode
 

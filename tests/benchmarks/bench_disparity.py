@@ -1,78 +1,273 @@
-"""Inference speed and peak memory of `DisparityModel` (fp32, CPU unless a GPU is present), 32 GRU iterations.
+"""Inference time and peak memory of `DisparityModel` (fp32, batch 1, 32 GRU iterations): CNN and ViT variants,
+`reg` and `alt` correlation, at 256×512, 384×768 and (with `--middlebury`) full Middlebury-F size.
 
-Every configuration runs in a fresh subprocess, so its peak resident memory is its own: the table reports seconds
-per pair and the peak increase of resident memory over the process after the model and the inputs exist.
-`python tests/benchmarks/bench_disparity.py [--quick] [--middlebury]`: `--quick` runs only 256×512, `--middlebury`
-adds the full Middlebury-F size (about 2000×2900; long on a CPU).
+How it measures (everything is a real measurement; only the 32-iteration total is assembled from measured parts):
+* every job runs in a fresh Python process, so its peak resident memory is its own. The encoder half (`features`)
+  runs in one process per backbone and size and saves its outputs; each decoder configuration (`reg`, `alt`, the
+  RAFT-Stereo work pattern) runs in its own process on those saved features. The encoder code is the same for all
+  decoder configurations, so the time and memory of that half are measured once and counted in every row.
+* peak memory is the kernel's high-water mark of resident memory (`VmHWM`, reset through `/proc/self/clear_refs`
+  before each half) minus the resident size once the model and the inputs exist: the real extra memory of inference,
+  torch's allocations included (tracemalloc would not see them). The row's peak is the larger of the two halves.
+* time: the encoder half is timed once. The decoder half runs `probe` iterations (4 by default) with a timestamp at
+  every update-block call, so its set-up (context biases, correlation volume or feature tables, first lookup), the
+  per-iteration time (mean of the probe-1 measured intervals) and the final upsampling are all measured; the 32-iteration
+  time is encoder + decoder(probe) + (32 − probe) × per-iteration. `--direct` also times one full 32-iteration
+  `model(left, right)` call at 256×512 to check that sum.
+* the CNN comparison with RAFT-Stereo's work pattern runs our model twice at equal settings, interleaved: as it runs
+  (upsampling-mask head only at the last iteration, pyramid of `corr_levels` levels) and with RAFT-Stereo's extra work
+  added: the mask head at every iteration (`mask_every_iter`) and one more pooled pyramid level built but never read.
+  (RAFT-Stereo's 2-channel flow and its grid-sample lookup are not emulated: about 0.4 % and 1.5 % of its iteration.)
+* FLOPs are counted on the meta device (`torch.utils.flop_counter`, convolutions and matrix products) and turned into
+  GFLOP/s next to this machine's matmul rate measured in the same run (`bench_matmul.py`).
 
-The ratio that matters is measured side by side in one run: the CNN model with the upsampling-mask head at every
-iteration (what RAFT-Stereo's published code does at inference) against the mask head at the last iteration only.
+`[BENCH_THREADS=n] python tests/benchmarks/bench_disparity.py [--quick] [--middlebury] [--direct]`
 """
-import json, os, resource, subprocess, sys, time
+import json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# RAFT-Stereo's reference figure (about 34 s at 384×768, 32 iterations) was taken with 2 threads on an idle machine;
-# on a CPU shared with other jobs 2 threads mostly wait for each other: BENCH_THREADS=1 gives steadier ratios there.
-THREADS = int(os.environ.get('BENCH_THREADS', 2))
+HERE = Path(__file__).resolve().parent
+THREADS = int(os.environ.get('BENCH_THREADS', 2))  # RAFT-Stereo's reference figure used 2 threads
+ITERS, PROBE = 32, 4
+MIDDLEBURY_F = (1988, 2880)  # a Middlebury-F (MiddEval3 full) pair: about 2000×2900; padded to 2016×2880 inside
+REFERENCE = dict(size=(384, 768), secs=34.0, extra_gb=1.0)  # RAFT-Stereo's published code, fp32, 2 threads (issue 5)
 
 
-def _rss_bytes() -> int:
+# ---------------------------------------------------------------- memory of this process
+def _rss() -> int:
     with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
+def _reset_peak():
+    "Reset the kernel's resident high-water mark of this process to the current resident size."
+    import ctypes
+    ctypes.CDLL('libc.so.6').malloc_trim(0)  # hand freed heap pages back first
+    with open('/proc/self/clear_refs', 'w') as f: f.write('5')
 
-def run_one(backbone: str, impl: str, H: int, W: int, iters: int = 32, mask_every_iter: bool = False) -> dict:
-    "Time one inference of a fresh model in this process; peak memory is meaningful only in a fresh process."
+def _peak() -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'): return int(line.split()[1]) * 1024
+    raise RuntimeError('no VmHWM in /proc/self/status')
+
+
+# ---------------------------------------------------------------- models
+def vit_encoder(H, W, preset='base'):
+    from stereomae.vit import ViTEncoder
+    if preset == 'base': return ViTEncoder(img_size=(H, W))  # ViT-B/16, 12×768
+    return ViTEncoder(img_size=(224, 448), patch_size=16, embed_dim=64, depth=2, num_heads=4)  # functional check only
+
+def build(backbone, impl, H, W, device='cpu', preset='base'):
     import torch
     from stereomae.disparity import DisparityModel
-    torch.set_num_threads(THREADS); torch.manual_seed(0)
-    if backbone == 'cnn': model = DisparityModel(corr_implementation=impl)
-    else:
-        from stereomae.vit import ViTEncoder
-        model = DisparityModel.from_encoder(ViTEncoder(img_size=(H, W)), corr_implementation=impl)  # ViT-B/16
-    model.eval().mask_every_iter = mask_every_iter
-    dev = 'cuda' if torch.cuda.is_available() else 'cpu'
-    model.to(dev)
-    left, right = torch.rand(1, 3, H, W, device=dev), torch.rand(1, 3, H, W, device=dev)
-    base = _rss_bytes()
-    if dev == 'cuda': torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    with torch.no_grad(): model(left, right, iters=iters)
-    if dev == 'cuda': torch.cuda.synchronize()
-    secs = time.perf_counter() - t0
-    peak = (torch.cuda.max_memory_allocated() if dev == 'cuda' else
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
-    return dict(secs=secs, peak_gb=peak / 2**30, device=dev)
+    torch.manual_seed(0)
+    with torch.device(device):
+        if backbone == 'cnn': return DisparityModel(corr_implementation=impl).eval()
+        tiny = {} if preset == 'base' else dict(neck_dims=(16, 16, 32, 32), neck_width=32, feature_dim=32, hidden_dims=(32,))
+        return DisparityModel.from_encoder(vit_encoder(H, W, preset), corr_implementation=impl, **tiny).eval()
+
+def raft_stereo_work(model):
+    "Add RAFT-Stereo's extra inference work to `model` (in this process only): see the module docstring."
+    import stereomae.disparity as sd
+    class PyramidWithUnusedLevel(sd.CorrPyramid1D):
+        "Builds levels + 1 pooled levels, as RAFT-Stereo's `CorrBlock1D` does, and looks up only `levels`."
+        def __init__(self, fl, fr, levels=4, radius=4, impl='reg', **kw):
+            super().__init__(fl, fr, levels + 1, radius, impl, **kw)
+            if impl == 'reg': self.unused, self.pyramid = self.pyramid[-1], self.pyramid[:-1]
+            self.levels, self.widths = levels, self.widths[:-1]
+    sd.CorrPyramid1D = PyramidWithUnusedLevel
+    model.mask_every_iter = True
+    return model
 
 
-def measure(**kw) -> dict:
-    "`run_one` in a fresh Python process."
-    code = f"import json, bench_disparity as b; print(json.dumps(b.run_one(**{kw!r})))"
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{Path(__file__).parent}", OMP_NUM_THREADS=str(THREADS))
+# ---------------------------------------------------------------- jobs (each in its own process)
+def job_features(backbone, H, W, out, preset='base'):
+    "Encoder half: time, peak memory; the features are saved to `out` for the decoder jobs."
+    import torch
+    from stereomae.core import pad_to_multiple
+    torch.set_num_threads(THREADS)
+    model = build(backbone, 'reg', H, W, preset=preset)
+    g = torch.Generator().manual_seed(0)
+    left, right = torch.rand(1, 3, H, W, generator=g), torch.rand(1, 3, H, W, generator=g)
+    base = _rss(); _reset_peak()
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        (l, size), (r, _) = pad_to_multiple(left, model.pad_multiple), pad_to_multiple(right, model.pad_multiple)
+        fl, fr, ctx = model.features(l, r)
+        secs = time.perf_counter() - t0
+    peak = _peak() - base
+    torch.save(dict(fl=fl, fr=fr, ctx=ctx, padded=tuple(l.shape[-2:]), size=size), out)
+    return dict(secs=secs, peak=peak, padded=tuple(l.shape[-2:]), feat=tuple(fl.shape))
+
+def job_decode(backbone, impl, H, W, features, iters=PROBE, raft_work=False, preset='base'):
+    "Decoder half on saved features: set-up, per-iteration time from update-block timestamps, peak memory."
+    import torch
+    torch.set_num_threads(THREADS)
+    model = build(backbone, impl, H, W, preset=preset)
+    if raft_work: raft_stereo_work(model)
+    base = _rss(); _reset_peak()
+    f = torch.load(features, weights_only=True)
+    stamps = []
+    model.update_block.register_forward_pre_hook(lambda *a: stamps.append(time.perf_counter()))
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        preds, low = model._decode(f['fl'], f['fr'], f['ctx'], iters, False)
+        secs = time.perf_counter() - t0
+    assert len(preds) == 1 and preds[0].shape[-2:] == f['padded'] and len(stamps) == iters, (len(stamps), iters)
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    return dict(secs=secs, per_iter=sum(steps) / len(steps), steps=steps, peak=_peak() - base,
+                finite=bool(torch.isfinite(preds[0]).all()))
+
+def job_direct(backbone, impl, H, W, iters=ITERS):
+    "One whole `model(left, right, iters)` call: the check of the assembled total."
+    import torch
+    torch.set_num_threads(THREADS)
+    model = build(backbone, impl, H, W)
+    g = torch.Generator().manual_seed(0)
+    left, right = torch.rand(1, 3, H, W, generator=g), torch.rand(1, 3, H, W, generator=g)
+    base = _rss(); _reset_peak()
+    with torch.no_grad():
+        t0 = time.perf_counter(); out = model(left, right, iters=iters); secs = time.perf_counter() - t0
+    return dict(secs=secs, peak=_peak() - base, shape=tuple(out.disp.shape))
+
+def job_flops(backbone, H, W, raft_work=False):
+    "FLOPs of the encoder half and of one decoder iteration, counted on the meta device (nothing is computed)."
+    import contextlib, torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from stereomae.core import pad_to_multiple
+    torch.autocast = lambda *a, **k: contextlib.nullcontext()  # (fp32 anyway; autocast does not know the meta device)
+    model = build(backbone, 'reg', H, W, device='meta')
+    if raft_work: raft_stereo_work(model)
+    l = torch.empty(1, 3, H, W, device='meta')
+    l, _ = pad_to_multiple(l, model.pad_multiple)
+    def count(f):
+        with FlopCounterMode(display=False) as c: f()
+        return c.get_total_flops()
+    with torch.no_grad():
+        feats = model.features(l, l)
+        enc = count(lambda: model.features(l, l))
+        d1, d3 = (count(lambda: model._decode(*feats, n, False)) for n in (1, 3))
+    return dict(encoder=enc, per_iter=(d3 - d1) / 2, decoder_fixed=d1 - (d3 - d1) / 2)
+
+JOBS = dict(features=job_features, decode=job_decode, direct=job_direct, flops=job_flops)
+
+
+def run(kind, **kw):
+    "A job in a fresh Python process; its JSON result."
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{HERE}", OMP_NUM_THREADS=str(THREADS))
+    code = f"import json, bench_disparity as b; print('RESULT', json.dumps(b.JOBS[{kind!r}](**{kw!r})))"
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
-    if r.returncode: raise RuntimeError(f'{kw} failed:\n{r.stderr[-2000:]}')
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    if r.returncode: raise RuntimeError(f'{kind} {kw} failed:\n{r.stderr[-3000:]}')
+    return json.loads([s for s in r.stdout.splitlines() if s.startswith('RESULT ')][-1][7:])
+
+
+# ---------------------------------------------------------------- tables
+def _gb(b): return b / 2**30
+
+def measure_config(backbone, H, W, impls, tmp, preset='base', flops=True):
+    "Encoder half once, decoder half per impl; rows of assembled results."
+    feats = str(Path(tmp) / f'{backbone}-{H}x{W}.pt')
+    enc = run('features', backbone=backbone, H=H, W=W, out=feats, preset=preset)
+    fl = run('flops', backbone=backbone, H=H, W=W) if flops and preset == 'base' else None
+    rows = []
+    for impl in impls:
+        dec = run('decode', backbone=backbone, impl=impl, H=H, W=W, features=feats, preset=preset)
+        total = enc['secs'] + dec['secs'] + (ITERS - PROBE) * dec['per_iter']
+        rows.append(dict(backbone=backbone, impl=impl, H=H, W=W, enc=enc, dec=dec, total=total, flops=fl,
+                         peak=max(enc['peak'], dec['peak'])))
+    os.remove(feats)
+    return rows
+
+def print_rows(rows, rate):
+    print('| backbone | corr | size (padded) | encoder s | decoder set-up s | s / iteration | 32 iterations s (assembled) '
+          '| GFLOP/s (share of matmul) | peak +GB encoder / decoder | peak +GB |')
+    print('|---|---|---|---|---|---|---|---|---|---|')
+    for r in rows:
+        e, d, f = r['enc'], r['dec'], r['flops']
+        setup = d['secs'] - (PROBE - 1) * d['per_iter']  # context, volume or tables, first lookup, last iteration's tail
+        rate_s = '–'
+        if f:
+            work = f['encoder'] + f['decoder_fixed'] + ITERS * f['per_iter']
+            rate_s = f"{work / r['total'] / 1e9:.1f} ({work / r['total'] / 1e9 / rate:.0%})"
+        print(f"| {r['backbone']} | {r['impl']} | {r['H']}×{r['W']} ({e['padded'][0]}×{e['padded'][1]}) | {e['secs']:.1f} | "
+              f"{setup:.1f} | {d['per_iter']:.2f} | {r['total']:.1f} | {rate_s} | {_gb(e['peak']):.2f} / {_gb(d['peak']):.2f} | "
+              f"{_gb(r['peak']):.2f} |", flush=True)
+
+def raft_comparison(H, W, tmp, repeats=2):
+    "Our CNN model as it runs against the same model doing RAFT-Stereo's extra work, interleaved."
+    feats = str(Path(tmp) / f'cnn-{H}x{W}-cmp.pt')
+    enc = run('features', backbone='cnn', H=H, W=W, out=feats)
+    ours, raft = [], []
+    for _ in range(repeats):  # interleaved, so that load changes hit both alike
+        raft.append(run('decode', backbone='cnn', impl='reg', H=H, W=W, features=feats, raft_work=True))
+        ours.append(run('decode', backbone='cnn', impl='reg', H=H, W=W, features=feats))
+    os.remove(feats)
+    f_ours, f_raft = run('flops', backbone='cnn', H=H, W=W), run('flops', backbone='cnn', H=H, W=W, raft_work=True)
+    best = lambda runs: min(runs, key=lambda d: d['per_iter'])
+    o, r = best(ours), best(raft)
+    tot = lambda d: enc['secs'] + d['secs'] + (ITERS - PROBE) * d['per_iter']
+    work = lambda f: f['encoder'] + f['decoder_fixed'] + ITERS * f['per_iter']
+    return dict(enc=enc, ours=o, raft=r, t_ours=tot(o), t_raft=tot(r), w_ours=work(f_ours), w_raft=work(f_raft),
+                it_ours=[d['per_iter'] for d in ours], it_raft=[d['per_iter'] for d in raft],
+                f_ours=f_ours, f_raft=f_raft)
 
 
 def main(argv=()):
     argv = list(argv or sys.argv[1:])
-    sizes = [(256, 512)] + ([] if '--quick' in argv else [(384, 768)]) + ([(1984, 2880)] if '--middlebury' in argv else [])
-    print(f'{THREADS} thread(s), fp32, 32 iterations, batch 1, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n')
-    print('| backbone | corr | size | s / pair | peak +GB |\n|---|---|---|---|---|')
-    for H, W in sizes:
-        for backbone in ('cnn', 'vit'):
-            for impl in ('reg', 'alt'):
-                m = measure(backbone=backbone, impl=impl, H=H, W=W)
-                print(f'| {backbone} | {impl} | {H}×{W} | {m["secs"]:.1f} | {m["peak_gb"]:.2f} |', flush=True)
-    H, W = sizes[-1] if '--middlebury' not in argv else sizes[-2]
-    print(f'\nMask head at every iteration (RAFT-Stereo) vs at the end only, CNN, reg, {H}×{W}, side by side:\n')
-    print('| mask head | s / pair |\n|---|---|')
-    every, end = [], []
-    for _ in range(2):  # interleaved, so load changes on a shared machine hit both alike
-        every.append(measure(backbone='cnn', impl='reg', H=H, W=W, mask_every_iter=True)['secs'])
-        end.append(measure(backbone='cnn', impl='reg', H=H, W=W)['secs'])
-    print(f'| every iteration | {min(every):.1f} |\n| last iteration only | {min(end):.1f} |')
-    print(f'\nspeed-up from running the mask head only where its output is used: {min(every) / min(end):.3f}×')
+    import torch
+    sys.path.insert(0, str(HERE))
+    from bench_matmul import matmul_gflops
+    torch.set_num_threads(THREADS)
+    rate = matmul_gflops(1024, 10)
+    sizes = [(256, 512)] + ([] if '--quick' in argv else [(384, 768)])
+    print(f'torch {torch.__version__}, {THREADS} thread(s), fp32 CPU, batch 1, {ITERS} iterations; no GPU used; '
+          f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the start; '
+          f'matmul rate {rate:.1f} GFLOP/s (1024², same run, {THREADS} threads)\n')
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for H, W in sizes:
+            for backbone in ('cnn', 'vit'): rows += measure_config(backbone, H, W, ('reg', 'alt'), tmp)
+        print_rows(rows, rate)
+
+        H, W = REFERENCE['size'] if '--quick' not in argv else sizes[-1]
+        c = raft_comparison(H, W, tmp)
+        print(f"\nCNN, reg, {H}×{W}, {ITERS} iterations, equal settings, interleaved runs (best of {len(c['it_ours'])}):\n")
+        print('| work pattern | s / iteration (each run) | 32 iterations s | GFLOP (32 iterations) | peak +GB |\n|---|---|---|---|---|')
+        for name, k in (('ours: mask head at the last iteration only', 'ours'), ("RAFT-Stereo's: mask head every iteration, "
+                         'one unused pyramid level', 'raft')):
+            print(f"| {name} | {', '.join(f'{x:.2f}' for x in c['it_' + k])} | {c['t_' + k]:.1f} | {c['w_' + k] / 1e9:.0f} | "
+                  f"{_gb(max(c['enc']['peak'], c[k]['peak'])):.2f} |")
+        print(f"\nspeed-up at equal settings: {c['t_raft'] / c['t_ours']:.3f}× for the whole model, "
+              f"{c['raft']['per_iter'] / c['ours']['per_iter']:.3f}× per iteration "
+              f"(work ratio {c['w_raft'] / c['w_ours']:.3f}× whole, {c['f_raft']['per_iter'] / c['f_ours']['per_iter']:.3f}× per iteration)")
+        ours_rate = c['w_ours'] / c['t_ours'] / 1e9
+        print(f"reference: RAFT-Stereo's published code at {H}×{W}, {ITERS} iterations, fp32, 2 threads on this kind of machine: "
+              f"about {REFERENCE['secs']:.0f} s and +{REFERENCE['extra_gb']:.1f} GB at about 90 % of the matmul rate; "
+              f"ours here: {c['t_ours']:.1f} s, +{_gb(max(c['enc']['peak'], c['ours']['peak'])):.2f} GB, "
+              f"{ours_rate:.1f} GFLOP/s = {ours_rate / rate:.0%} of this run's matmul rate")
+
+        if '--direct' in argv:
+            H, W = sizes[0]
+            d = run('direct', backbone='cnn', impl='reg', H=H, W=W)
+            a = next(r for r in rows if (r['backbone'], r['impl'], r['H']) == ('cnn', 'reg', H))
+            print(f"\ncheck of the assembled total, CNN reg {H}×{W}: one direct {ITERS}-iteration call took {d['secs']:.1f} s "
+                  f"(+{_gb(d['peak']):.2f} GB); the assembled row says {a['total']:.1f} s (+{_gb(a['peak']):.2f} GB)")
+
+        if '--middlebury' in argv:
+            H, W = MIDDLEBURY_F
+            print(f'\nMiddlebury-F size {H}×{W}, load average {os.getloadavg()[0]:.1f}:\n')
+            mrows = measure_config('cnn', H, W, ('reg', 'alt'), tmp)
+            print_rows(mrows, rate)
+            reg, alt = mrows
+            print(f"\nalt / reg at {H}×{W}: time {alt['total'] / reg['total']:.2f}×, "
+                  f"whole-inference peak memory reg / alt {reg['peak'] / alt['peak']:.2f}×, "
+                  f"decoder-half peak memory reg / alt {reg['dec']['peak'] / alt['dec']['peak']:.2f}×")
+            v = measure_config('vit', H, W, ('reg',), tmp, preset='tiny')[0]
+            print(f"\nViT variant at {H}×{W} (functional check with a tiny ViT, 16×16 patches, position embeddings "
+                  f"interpolated from a 14×28 grid to {v['enc']['padded'][0] // 16}×{v['enc']['padded'][1] // 16}; "
+                  f"padded to {v['enc']['padded'][0]}×{v['enc']['padded'][1]}): features {v['enc']['feat']}, "
+                  f"finite output {v['dec']['finite']}, encoder {v['enc']['secs']:.0f} s")
+        print(f'\nload average at the end: {os.getloadavg()[0]:.1f}')
 
 
 if __name__ == '__main__':
