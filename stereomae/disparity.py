@@ -360,11 +360,18 @@ def _forward(self:DisparityModel, left:Tensor, right:Tensor, # (B, 3, H, W) in [
              all_preds:bool|None=None, # upsample every iteration's prediction (default: in training mode)
             )->DisparityOutput:
     "Disparity of the left view, positive pixels: `right[x - d] = left[x]`."
+    if left.dim() == 4 and min(left.shape[-2:]) < 1:
+        raise ValueError(f"left is {tuple(left.shape)}: an empty image cannot be padded to a multiple of {self.pad_multiple}")
     check_pair(left, right)
     iters = (22 if self.training else 32) if iters is None else iters
     if iters < 1: raise ValueError(f"iters is {iters}: at least one GRU iteration")
     all_preds = self.training if all_preds is None else all_preds
     (l, size), (r, _) = pad_to_multiple(left, self.pad_multiple), pad_to_multiple(right, self.pad_multiple)
+    o = self.options
+    need = 2 ** (o['n_downsample'] + o['corr_levels'] - 1)  # the coarsest correlation level keeps one column
+    if l.shape[-1] < need:
+        raise ValueError(f"left is {tuple(left.shape)}, padded to {tuple(l.shape[-2:])}: corr_levels={o['corr_levels']} at "
+                         f"n_downsample={o['n_downsample']} needs an image at least {need} pixels wide")
     with self._autocast(l): fl, fr, ctx = self.features(l, r)
     preds, low = self._decode(fl, fr, ctx, iters, all_preds)
     preds = [unpad(p, size) for p in preds]
