@@ -397,10 +397,12 @@ def evaluate(model:nn.Module, dataset,      # any sequence of sample dicts with 
         out = predict_disparity(model, s['left'], s['right'], iters=iters, **predict_kw)
         calib = sample_calib(s) if any(a.protocol.needs_depth for a in accs) else None
         model_s += out.seconds
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', EmptyMaskWarning)   # NaN rows are counted in the summary's nan_images
-            row = [a.update(out.disp[0, 0], s['disp'][0], s['valid'][0], None if s.get('nocc') is None else s['nocc'][0],
-                            name=s.get('name', f'#{i}'), calib=calib) for a in accs][0]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', EmptyMaskWarning)   # NaN rows are counted in the summary's nan_images
+                row = [a.update(out.disp[0, 0], s['disp'][0], s['valid'][0], None if s.get('nocc') is None else s['nocc'][0],
+                                name=s.get('name', f'#{i}'), calib=calib) for a in accs][0]
+        except ValueError as e: raise ValueError(f"sample {i} ({s.get('name', '?')}): {e}") from e
         score = sign * row[key] if not math.isnan(row[key]) else -math.inf
         item = (score, i, s, out.disp[0, 0])
         if worst > 0: (heapq.heappush if len(heap) < worst else heapq.heappushpop)(heap, item)
