@@ -16,8 +16,8 @@ from .config import load_params, build_configs, config_keys, check_keys, Pretrai
 # %% auto #0
 __all__ = ['JOBS', 'SPARSE_DATASETS', 'INITS', 'dataset_factories', 'Augmented', 'parse_dataset_spec', 'build_dataset',
            'build_data', 'job', 'ConfigError', 'parser', 'main', 'CenterCrop', 'Resize', 'pretrain_setup', 'pretrain',
-           'disparity_options', 'build_disparity_model', 'finetune_setup', 'finetune', 'load_model', 'evaluate_setup',
-           'evaluate', 'predict']
+           'disparity_options', 'with_shared_aliases', 'build_disparity_model', 'finetune_setup', 'finetune',
+           'load_model', 'evaluate_setup', 'evaluate', 'predict']
 
 # %% ../nbs/10b_cli.ipynb #ce788314
 def dataset_factories()->dict[str, Callable]:
@@ -187,20 +187,37 @@ def disparity_options()->tuple[type, type]:
     return (options_config('NeckOptions', DisparityModel.__init__, exclude=('encoder',)),
             options_config('RaftStereoOptions', RAFT_STEREO_DEFAULTS))
 
+def with_shared_aliases(model:torch.nn.Module, state:dict)->dict:
+    "Give back the names safetensors drops: a tensor registered under several names (RAFT-Stereo's `norm3`) is stored once."
+    groups = {}
+    for k, v in model.state_dict().items():
+        if v.numel(): groups.setdefault((v.data_ptr(), tuple(v.shape), v.dtype), []).append(k)
+    state = dict(state)
+    for names in groups.values():
+        have = next((n for n in names if n in state), None)
+        if have is not None:
+            for n in names: state.setdefault(n, state[have])
+    return state
+
 def build_disparity_model(cfg:FinetuneConfig, neck, raft, mae_cfg)->torch.nn.Module:
-    "The stage-2 model: a ViT encoder (random, from a MIM run or from a timm ViT) under RAFT-Stereo's decoder."
+    "The stage-2 model: a ViT encoder (random, from a MIM run or from a timm ViT), or RAFT-Stereo's CNN, under RAFT-Stereo's decoder."
     import dataclasses
     from stereomae.mae import build_mae
     from stereomae.disparity import DisparityModel
     from stereomae.train import load_weights, check_state_dict
     if cfg.init not in INITS: raise ValueError(f"init={cfg.init!r}: expected one of {INITS}")
     if cfg.init != 'scratch' and not cfg.init_from: raise ValueError(f"init={cfg.init!r} needs init_from (a weights file)")
-    encoder = build_mae(mae_cfg).encoder
-    if cfg.init == 'mim': encoder.load_weights(_existing(cfg.init_from, 'init_from'), prefix='encoder.')
-    if cfg.init == 'timm': encoder.load_weights(_existing(cfg.init_from, 'init_from'))
-    model = DisparityModel.from_encoder(encoder, **dataclasses.asdict(neck), **dataclasses.asdict(raft))
+    if cfg.backbone not in ('vit', 'cnn'): raise ValueError(f"backbone={cfg.backbone!r}: expected 'vit' or 'cnn'")
+    if cfg.backbone == 'cnn':
+        if cfg.init in ('mim', 'timm'): raise ValueError(f"init={cfg.init!r} loads ViT weights: it needs backbone='vit'")
+        model = DisparityModel(None, **dataclasses.asdict(neck), **dataclasses.asdict(raft))   # the neck options do not apply
+    else:
+        encoder = build_mae(mae_cfg).encoder
+        if cfg.init == 'mim': encoder.load_weights(_existing(cfg.init_from, 'init_from'), prefix='encoder.')
+        if cfg.init == 'timm': encoder.load_weights(_existing(cfg.init_from, 'init_from'))
+        model = DisparityModel.from_encoder(encoder, **dataclasses.asdict(neck), **dataclasses.asdict(raft))
     if cfg.init == 'finetuned':
-        state = load_weights(_existing(cfg.init_from, 'init_from'))
+        state = with_shared_aliases(model, load_weights(_existing(cfg.init_from, 'init_from')))
         check_state_dict(model, state, f"init_from {cfg.init_from!r}"); model.load_state_dict(state)
     return model
 
@@ -256,7 +273,8 @@ def load_model(run:str|Path,             # a run directory, or its weights.safet
         _, mae_cfg = build_configs(params, PretrainConfig, PRESETS[params.get('preset', 'tiny')])
         model = build_mae(mae_cfg)
     else: raise ValueError(f"{str(weights)!r} was not written by a stereomae training run (metadata kind={kind!r})")
-    state = load_weights(weights); check_state_dict(model, state, str(weights)); model.load_state_dict(state)
+    state = with_shared_aliases(model, load_weights(weights))
+    check_state_dict(model, state, str(weights)); model.load_state_dict(state)
     return model.to(device).eval()
 
 # %% ../nbs/10b_cli.ipynb #4e8c05af

@@ -73,6 +73,7 @@ class FinetuneConfig(TrainConfig):
     warmup:float = 0.01          # OneCycle pct_start
     train_iters:int = 22         # GRU iterations in training (RAFT-Stereo)
     valid_iters:int = 32         # GRU iterations in validation and evaluation (RAFT-Stereo)
+    backbone:str = 'vit'         # 'vit': the kit's ViT encoder under a DPT neck | 'cnn': RAFT-Stereo's own CNN encoders (no ViT)
     preset:str = 'tiny'          # ViT preset of the encoder (a key of `stereomae.mae.PRESETS`)
     init:str = 'scratch'         # encoder start: 'scratch' | 'mim' (a stage-1 run) | 'timm' (an ImageNet ViT file)
     init_from:str = ''           # the weights file for `init` (safetensors or a checkpoint)

@@ -74,13 +74,15 @@ def _device(model:nn.Module)->torch.device:
     p = next(iter(model.parameters()), None)
     return p.device if p is not None else torch.device('cpu')
 
+_OOM_MESSAGES = ('out of memory', 'not enough memory', "can't allocate memory")  # CUDA/MPS, and torch's CPU allocator
+
 def _forward(model, left:Tensor, right:Tensor, iters:int, multiple:int)->Tensor:
     "Pad to `multiple`, run, crop back: (B, 1, H, W) disparity on the CPU."
     dev = _device(model)
     (l, size), (r, _) = pad_to_multiple(left.to(dev), multiple), pad_to_multiple(right.to(dev), multiple)
     try: out = model(l, r, iters=iters)
     except (torch.OutOfMemoryError, RuntimeError) as e:
-        if 'out of memory' not in str(e).lower(): raise
+        if not any(m in str(e).lower() for m in _OOM_MESSAGES): raise
         raise MemoryError(f"out of memory on a {tuple(left.shape[-2:])} pair: pass tile=(H, W) (e.g. tile=(512, 768)) "
                           "to predict_disparity to process it in overlapping tiles") from e
     return unpad(out.disp.float(), size).cpu()                                         # (B, 1, H, W)
@@ -351,6 +353,7 @@ class EvalResult:
     rows:list                                  # one dict per image (first protocol)
     files:dict = field(default_factory=dict)   # what was written: json, csv, worst figures
     others:dict = field(default_factory=dict)  # protocol name -> summary, for the further protocols
+    predictions:list = field(default_factory=list) # (H, W) disparities in data-set order, with evaluate(keep=True)
 
 def sample_calib(s:dict)->dict|None:
     "A sample's calibration: its `calib` entry, else the `calib.txt` beside its left image (Middlebury, ETH3D layouts)."
@@ -382,6 +385,7 @@ def evaluate(model:nn.Module, dataset,      # any sequence of sample dicts with 
              out_dir:str|Path|None=None,     # write metrics.json, rows.csv and the worst images' figures here
              worst:int=3,                    # how many worst images to draw
              progress:bool=True,             # tqdm progress bar
+             keep:bool=False,                # keep every prediction in `EvalResult.predictions` (memory: one map per pair)
              **predict_kw,                   # passed to predict_disparity (tile=, overlap=, max_pixels=, ...)
             )->EvalResult:
     "Evaluate `model` on `dataset` with a benchmark protocol at native resolution; optionally write the results."
@@ -390,7 +394,7 @@ def evaluate(model:nn.Module, dataset,      # any sequence of sample dicts with 
     P, acc = accs[0].protocol, accs[0]
     key, sign = _score_key(P)
     if len(dataset) == 0: raise ValueError("dataset is empty: nothing to evaluate")
-    heap, model_s, t0 = [], 0., time.perf_counter()
+    heap, kept, model_s, t0 = [], [], 0., time.perf_counter()
     for i in tqdm(range(len(dataset)), desc=f'evaluate {P.name}', disable=not progress):
         s = dataset[i]
         if 'disp' not in s: raise ValueError(f"sample {i} ({s.get('name', '?')}) has no 'disp': evaluation needs ground truth")
@@ -405,9 +409,10 @@ def evaluate(model:nn.Module, dataset,      # any sequence of sample dicts with 
         except ValueError as e: raise ValueError(f"sample {i} ({s.get('name', '?')}): {e}") from e
         score = sign * row[key] if not math.isnan(row[key]) else -math.inf
         item = (score, i, s, out.disp[0, 0])
+        if keep: kept.append(out.disp[0, 0])
         if worst > 0: (heapq.heappush if len(heap) < worst else heapq.heappushpop)(heap, item)
     summary = acc.summary() | dict(seconds=time.perf_counter() - t0, model_seconds=model_s)
-    res = EvalResult(summary, acc.rows, others={a.protocol.name: a.summary() for a in accs[1:]})
+    res = EvalResult(summary, acc.rows, others={a.protocol.name: a.summary() for a in accs[1:]}, predictions=kept)
     if out_dir is not None: res.files = _write_results(Path(out_dir), res, sorted(heap, reverse=True), key)
     return res
 

@@ -142,10 +142,21 @@ class OutOfMemory(nn.Module):
     def forward(self, left, right, iters=1): raise RuntimeError('CUDA out of memory. Tried to allocate 20.00 GiB')
 
 
+class CPUOutOfMemory(nn.Module):   # torch's CPU allocator words it differently
+    def forward(self, left, right, iters=1):
+        raise RuntimeError('[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: not enough memory: you tried to allocate 4294967296 bytes.')
+
+
+class Broken(nn.Module):
+    def forward(self, left, right, iters=1): raise RuntimeError('mat1 and mat2 shapes cannot be multiplied')
+
+
 def test_too_large_for_the_mode():
     l = torch.rand(1, 3, 40, 64)
-    with pytest.raises(MemoryError, match=r'out of memory on a \(40, 64\) pair: pass tile='):
-        predict_disparity(OutOfMemory(), l, l)
+    for model in (OutOfMemory(), CPUOutOfMemory()):
+        with pytest.raises(MemoryError, match=r'out of memory on a \(40, 64\) pair: pass tile='):
+            predict_disparity(model, l, l)
+    with pytest.raises(RuntimeError, match='shapes cannot be multiplied'): predict_disparity(Broken(), l, l)
     with pytest.raises(ValueError, match='use tiles, e.g. tile='): predict_disparity(Constant(1.), l, l, max_pixels=1000)
     with pytest.raises(ValueError, match='overlap horizontally'):
         predict_disparity(Constant(1.), l, l, tile=(32, 32), overlap=(8, 16), max_disp=20)

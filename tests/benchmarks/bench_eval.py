@@ -1,67 +1,68 @@
-"""Evaluation cost next to the model, and tiled inference at Middlebury full resolution (about 2000×2900) on the CPU.
+"""Tiled and untiled inference at Middlebury full resolution (about 2000×3000) on the CPU, and evaluation cost next to it.
 
-1. Metric throughput: `MetricAccumulator.update` on Middlebury-F-sized prediction/ground truth (random values), i.e.
-   the whole per-image cost of `evaluate` except the model, in pairs per second.
-2. `predict_disparity` on one F-sized pair, whole and in tiles, each in a fresh subprocess so that its peak resident
-   memory (ru_maxrss) is its own. The model is `DisparityModel` when its chapter provides a small preset, else a
-   stand-in (a 2-layer CNN, a 1-D cost volume at 1/4 resolution over 256 px, soft-argmin); the table says which.
+1. `predict_disparity` with the real `DisparityModel` in RAFT-Stereo's default configuration (CNN encoders, three
+   128-channel GRU levels, `reg` correlation at 1/4 resolution; random weights: time and memory do not depend on
+   them): the whole pair at half (H) and full (F) Middlebury size, and the F pair in overlapping tiles. Each run is a
+   fresh subprocess, so its peak resident memory (ru_maxrss) is its own; the whole F pair runs under an address-space
+   limit (BENCH_MEM_GB, default 10) so that it cannot take a shared machine's memory: if it needs more, the table
+   says so (that is what tiles are for). Each configuration runs with 1 and with 2 GRU iterations; the difference
+   gives the time of one iteration, and RAFT-Stereo's 32 evaluation iterations are extrapolated from it (a
+   32-iteration run of a 2000×3000 pair takes the better part of an hour on one CPU thread). In evaluation mode only
+   the last prediction is upsampled, so the peak memory does not grow with the iterations: the table shows both peaks.
+2. Metric throughput: `MetricAccumulator.update` on F-sized prediction/ground truth (random values), i.e. the whole
+   per-image cost of `evaluate` except the model, in pairs per second, next to the model's time for one pair.
+
+Usage: `[BENCH_THREADS=n] [BENCH_QUICK=1] [BENCH_MEM_GB=10] python tests/benchmarks/bench_eval.py` (or
+`tests/benchmarks/run.py eval`). BENCH_QUICK=1 divides every size by 4 (a smoke run). Times are wall clock and CPU seconds; the header gives the date,
+the load average and the device (no GPU is used).
 """
-import json, subprocess, sys, time
-import numpy as np
+import json, os, subprocess, sys, time
 import torch
-from torch import nn
-import torch.nn.functional as F
 
-F_SIZE = (1988, 2964)   # MiddEval3 full resolution is up to about 2000×3000
-MAX_DISP = 256
-
-
-class TinyStereo(nn.Module):
-    "Stand-in: features at 1/4 resolution, 1-D correlation volume over max_disp/4 levels, soft-argmin, ×4 upsampling."
-    def __init__(self, max_disp: int = MAX_DISP, ch: int = 16):
-        super().__init__()
-        self.D = max_disp // 4
-        self.feat = nn.Sequential(nn.Conv2d(3, ch, 5, 2, 2), nn.ReLU(), nn.Conv2d(ch, ch, 3, 2, 1))
-
-    def forward(self, left, right, iters=1):
-        fl, fr = self.feat(left), self.feat(right)                                   # (B, C, H/4, W/4)
-        W = fl.shape[-1]
-        cost = torch.stack([F.pad((fl[..., d:] * fr[..., :W - d]).mean(1), (d, 0)) for d in range(self.D)], 1)  # (B, D, h, w)
-        disp = (cost.softmax(1) * torch.arange(self.D, dtype=cost.dtype).view(1, -1, 1, 1)).sum(1, keepdim=True)
-        from stereomae.infer import DisparityPrediction
-        return DisparityPrediction(4 * F.interpolate(disp, scale_factor=4, mode='bilinear', align_corners=False))
+THREADS = int(os.environ.get('BENCH_THREADS', 1))   # 1 by default: the machine the kit is built on is shared
+QUICK = os.environ.get('BENCH_QUICK', '') not in ('', '0')
+MEM_GB = float(os.environ.get('BENCH_MEM_GB', 10))  # address-space limit of the whole-F run
+F_SIZE = (497, 741) if QUICK else (1988, 2964)       # MiddEval3 full resolution is up to about 2000×3000
+H_SIZE = (F_SIZE[0] // 2, F_SIZE[1] // 2)
+TILE, OVERLAP, MAX_DISP = (768, 1024), (64, 320), 256  # tiles overlap horizontally by more than the largest disparity
+ITERS = (1, 2)
+CONFIGS = {'whole H': (H_SIZE, False), 'whole F': (F_SIZE, False), 'tiled F': (F_SIZE, True)}
 
 
 def build_model():
-    "A small `DisparityModel` if the kit has one with a small preset, else the stand-in. Returns (model, description)."
-    try:
-        from stereomae.disparity import DisparityModel
-        small = getattr(DisparityModel, 'small', None) or getattr(DisparityModel, 'tiny', None)
-        if callable(small): return small(), 'DisparityModel (small preset)'
-    except ImportError: pass
-    return TinyStereo(), f'stand-in TinyStereo (CNN + 1-D cost volume over {MAX_DISP} px; DisparityModel not available)'
+    "RAFT-Stereo's default configuration, random weights, evaluation mode."
+    from stereomae.disparity import DisparityModel
+    torch.manual_seed(0)
+    return DisparityModel().eval(), 'DisparityModel() (RAFT-Stereo CNN defaults: 3 GRU levels of 128, reg correlation, 1/4)'
 
 
-def child(mode: str):
-    "Run one prediction in this process; print its time and peak RSS as JSON."
+def child(config: str, iters: int):
+    "Run one prediction in this process; print its wall and CPU time and peak RSS (or the memory error) as JSON."
     import resource
     from stereomae.infer import predict_disparity
-    torch.manual_seed(0)
+    torch.set_num_threads(THREADS)
+    size, tiled = CONFIGS[config]
+    if config == 'whole F':
+        cap = int(MEM_GB * 2**30); resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     model, desc = build_model()
     g = torch.Generator().manual_seed(0)
-    left = torch.rand(1, 3, *F_SIZE, generator=g)
+    left = torch.rand(1, 3, *size, generator=g)
     right = torch.roll(left, -40, -1)                                                # a constant 40 px disparity
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t0 = time.perf_counter()
-    kw = dict(tile=(512, 768), overlap=(64, 320), max_disp=MAX_DISP) if mode == 'tiled' else dict(max_pixels=None)
-    out = predict_disparity(model, left, right, iters=1, **kw)
-    dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(dict(mode=mode, seconds=dt, peak_mb=peak, before_mb=base, tiles=out.tiles, model=desc)))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kw = dict(tile=TILE, overlap=OVERLAP, max_disp=MAX_DISP) if tiled else dict(max_pixels=None)
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = dict(config=config, iters=iters, model=desc, before_mb=before)
+    try:
+        out = predict_disparity(model, left, right, iters=iters, **kw)
+        res.update(tiles=out.tiles, finite=bool(torch.isfinite(out.disp).all()))
+    except MemoryError as e: res.update(error=f'needs more than a {MEM_GB:g} GB address space ({str(e)[:60]}...)')
+    res.update(wall=time.perf_counter() - t0, cpu=time.process_time() - c0,
+               peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps(res))
 
 
 def metric_rate(protocol: str, n: int = 5) -> tuple[float, float]:
-    "Pairs per second of `MetricAccumulator.update` at Middlebury-F size (the evaluation cost without the model): wall, CPU."
+    "Pairs per second of `MetricAccumulator.update` at F size (the evaluation cost without the model): wall, CPU."
     from stereomae.metrics import MetricAccumulator
     g = torch.Generator().manual_seed(0)
     gt = torch.rand(*F_SIZE, generator=g) * 200
@@ -75,25 +76,52 @@ def metric_rate(protocol: str, n: int = 5) -> tuple[float, float]:
     return n / (time.perf_counter() - t0), n / (time.process_time() - c0)
 
 
+def header() -> str:
+    gpu = 'a GPU is present but not used' if torch.cuda.is_available() else 'no GPU'
+    load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {load} (1, 5, 15 min) on "
+            f"{os.cpu_count()} CPUs; {gpu}; torch {torch.__version__}, {THREADS} thread(s); H {H_SIZE[0]}×{H_SIZE[1]}, "
+            f"F {F_SIZE[0]}×{F_SIZE[1]}")
+
+
 def main():
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, pair {F_SIZE[0]}×{F_SIZE[1]}\n')
+    print(header() + '\n', flush=True)
     runs = {}
-    for mode in ('whole', 'tiled'):
-        r = subprocess.run([sys.executable, __file__, '--child', mode], capture_output=True, text=True, timeout=1200)
-        if r.returncode != 0: raise SystemExit(f'{mode} run failed:\n{r.stderr[-2000:]}')
-        runs[mode] = json.loads(r.stdout.strip().splitlines()[-1])
-    print(f"model: {runs['whole']['model']}\n")
-    print('| predict_disparity | tiles | time (s) | peak RSS (MB) | RSS before the call (MB) |\n|---|---|---|---|---|')
-    for m, r in runs.items():
-        print(f"| {m} | {r['tiles']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | {r['before_mb']:.0f} |")
-    model_s = runs['tiled']['seconds']
-    print('\n| metrics only (MetricAccumulator.update) | pairs/s (wall) | pairs/s (CPU time) | ms/pair (wall) | share of one tiled model pass |'
-          '\n|---|---|---|---|---|')
+    for config in CONFIGS:
+        for iters in ITERS:
+            r = subprocess.run([sys.executable, __file__, '--child', config, str(iters)], capture_output=True, text=True,
+                               timeout=3600)
+            if r.returncode != 0: raise SystemExit(f'{config} run with {iters} iterations failed:\n{r.stderr[-2000:]}')
+            runs[config, iters] = x = json.loads(r.stdout.strip().splitlines()[-1])
+            print(f"  {config}, {iters} iteration(s): {x['wall']:.0f} s wall, {x['cpu']:.0f} s CPU, {x['peak_mb']:.0f} MB peak"
+                  f"{' (' + x['error'] + ')' if 'error' in x else ''} ({time.strftime('%H:%M', time.gmtime())}, "
+                  f"load {os.getloadavg()[0]:.1f})", flush=True)
+            if 'error' in x: break                                                  # more iterations will not fit either
+    print(f"\nmodel: {runs['tiled F', 1]['model']}; tiles of {TILE[0]}×{TILE[1]} overlapping by {OVERLAP[0]}×{OVERLAP[1]} "
+          f"(largest disparity {MAX_DISP} px)\n")
+    a, b = ITERS
+    print(f'| predict_disparity | tiles | peak RSS, {a} / {b} iterations (MB) | wall, {a} / {b} it. (s) | CPU, {a} / {b} it. (s) '
+          '| per iteration, wall / CPU (s) | 32 iterations, extrapolated wall / CPU (s) |\n|---|---|---|---|---|---|---|')
+    est = {}
+    for config in CONFIGS:
+        r1, r2 = runs[config, a], runs.get((config, b))
+        if 'error' in r1:
+            print(f"| {config} | - | {r1['peak_mb']:.0f} when it failed | - | - | - | {r1['error']} |"); continue
+        it = {k: (r2[k] - r1[k]) / (b - a) for k in ('wall', 'cpu')}
+        est[config] = {k: r1[k] + (32 - a) * it[k] for k in ('wall', 'cpu')}
+        print(f"| {config} | {r1['tiles']} | {r1['peak_mb']:.0f} / {r2['peak_mb']:.0f} | {r1['wall']:.0f} / {r2['wall']:.0f} "
+              f"| {r1['cpu']:.0f} / {r2['cpu']:.0f} | {it['wall']:.1f} / {it['cpu']:.1f} "
+              f"| {est[config]['wall']:.0f} / {est[config]['cpu']:.0f} |")
+    print(f"\n(resident memory after imports, model and inputs, before the call: {runs['tiled F', 1]['before_mb']:.0f} MB)")
+    model_cpu = est['tiled F']['cpu']
+    print('\n| metrics only (MetricAccumulator.update) | pairs/s (wall) | pairs/s (CPU time) | CPU ms/pair '
+          '| share of the tiled 32-iteration model CPU time |\n|---|---|---|---|---|')
     for p in ('middlebury_F', 'kitti2015', 'scared'):
         rate, cpu = metric_rate(p)
-        print(f'| {p} | {rate:.2f} | {cpu:.2f} | {1000 / rate:.0f} | {100 / rate / model_s:.1f} % |')
+        print(f'| {p} | {rate:.2f} | {cpu:.2f} | {1000 / cpu:.0f} | {100 / cpu / model_cpu:.3f} % |')
+    print(f"\n(finished {time.strftime('%H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == '__main__':
-    if len(sys.argv) == 3 and sys.argv[1] == '--child': child(sys.argv[2])
+    if len(sys.argv) == 4 and sys.argv[1] == '--child': child(sys.argv[2], int(sys.argv[3]))
     else: main()
