@@ -40,7 +40,7 @@ class TrainConfig:
     betas:tuple[float, float] = (0.9, 0.95) # AdamW betas (MAE uses 0.95 for the second moment)
     layer_decay:float = 1.0      # layer-wise lr decay through the ViT blocks (1.0 = off; MAE fine-tuning uses 0.65-0.75)
     clip_grad:float = 1.0        # max global gradient norm (0 = no clipping; RAFT-Stereo clips at 1.0)
-    freeze_bn:bool = True        # BatchNorm statistics and affine parameters fixed where the model has `freeze_bn()`
+    freeze_bn:bool = True        # BatchNorm layers in evaluation mode (fixed statistics, as RAFT-Stereo) where the model has `freeze_bn()`
     nonfinite:str = 'stop'       # a NaN/inf loss: 'stop' (error naming step and samples) | 'skip' (no update, counted)
     checkpoint_every:int = 1000  # steps between checkpoints (there is always one at the end)
     keep_checkpoints:int = 3     # newest step checkpoints kept on disk
