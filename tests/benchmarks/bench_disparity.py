@@ -2,6 +2,10 @@
 `reg` and `alt` correlation, at 256×512, 384×768 and (with `--middlebury`) full Middlebury-F size.
 
 How it measures (everything is a real measurement; only the 32-iteration total is assembled from measured parts):
+* time is the CPU time of a one-thread process (`time.process_time`): on a machine shared with other jobs the wall
+  time mostly measures the queue for the cores, while the CPU time of one thread is what the pair costs on a core of
+  its own (it equals the wall time on an idle machine). The wall time of each row is printed beside it. With
+  `BENCH_THREADS=n > 1` the CPU time adds up the threads, so compare wall times then.
 * every job runs in a fresh Python process, so its peak resident memory is its own. The encoder half (`features`)
   runs in one process per backbone and size and saves its outputs; each decoder configuration (`reg`, `alt`, the
   RAFT-Stereo work pattern) runs in its own process on those saved features. The encoder code is the same for all
@@ -14,21 +18,23 @@ How it measures (everything is a real measurement; only the 32-iteration total i
   per-iteration time (mean of the probe-1 measured intervals) and the final upsampling are all measured; the 32-iteration
   time is encoder + decoder(probe) + (32 − probe) × per-iteration. `--direct` also times one full 32-iteration
   `model(left, right)` call at 256×512 to check that sum.
-* the CNN comparison with RAFT-Stereo's work pattern runs our model twice at equal settings, interleaved: as it runs
-  (upsampling-mask head only at the last iteration, pyramid of `corr_levels` levels) and with RAFT-Stereo's extra work
-  added: the mask head at every iteration (`mask_every_iter`) and one more pooled pyramid level built but never read.
+* the CNN comparison with RAFT-Stereo's work pattern runs our model at equal settings in one process, alternating
+  rounds: as it runs (upsampling-mask head only at the last iteration, pyramid of `corr_levels` levels) and with
+  RAFT-Stereo's extra work added: the mask head at every iteration (`mask_every_iter`) and one more pooled pyramid
+  level built but never read; the memory of each pattern comes from its own process.
   (RAFT-Stereo's 2-channel flow and its grid-sample lookup are not emulated: about 0.4 % and 1.5 % of its iteration.)
 * FLOPs are counted on the meta device (`torch.utils.flop_counter`, convolutions and matrix products) and turned into
   GFLOP/s next to this machine's matmul rate measured in the same run (`bench_matmul.py`).
 
-`[BENCH_THREADS=n] python tests/benchmarks/bench_disparity.py [--quick] [--middlebury] [--direct]`
+`[BENCH_THREADS=n] python tests/benchmarks/bench_disparity.py [--quick] [--direct] [--middlebury | --middlebury-only]`
 """
 import json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-THREADS = int(os.environ.get('BENCH_THREADS', 2))  # RAFT-Stereo's reference figure used 2 threads
+THREADS = int(os.environ.get('BENCH_THREADS', 1))  # one thread: its CPU time is the pair's cost (see above)
+clock = time.process_time
 ITERS, PROBE = 32, 4
 MIDDLEBURY_F = (1988, 2880)  # a Middlebury-F (MiddEval3 full) pair: about 2000×2900; padded to 2016×2880 inside
 REFERENCE = dict(size=(384, 768), secs=34.0, extra_gb=1.0)  # RAFT-Stereo's published code, fp32, 2 threads (issue 5)
@@ -66,17 +72,18 @@ def build(backbone, impl, H, W, device='cpu', preset='base'):
         tiny = {} if preset == 'base' else dict(neck_dims=(16, 16, 32, 32), neck_width=32, feature_dim=32, hidden_dims=(32,))
         return DisparityModel.from_encoder(vit_encoder(H, W, preset), corr_implementation=impl, **tiny).eval()
 
-def raft_stereo_work(model):
-    "Add RAFT-Stereo's extra inference work to `model` (in this process only): see the module docstring."
+def raft_stereo_work(model, on=True):
+    "Add (or remove) RAFT-Stereo's extra inference work to `model` (in this process only): see the module docstring."
     import stereomae.disparity as sd
-    class PyramidWithUnusedLevel(sd.CorrPyramid1D):
+    from stereomae.corr import CorrPyramid1D
+    class PyramidWithUnusedLevel(CorrPyramid1D):
         "Builds levels + 1 pooled levels, as RAFT-Stereo's `CorrBlock1D` does, and looks up only `levels`."
         def __init__(self, fl, fr, levels=4, radius=4, impl='reg', **kw):
             super().__init__(fl, fr, levels + 1, radius, impl, **kw)
             if impl == 'reg': self.unused, self.pyramid = self.pyramid[-1], self.pyramid[:-1]
             self.levels, self.widths = levels, self.widths[:-1]
-    sd.CorrPyramid1D = PyramidWithUnusedLevel
-    model.mask_every_iter = True
+    sd.CorrPyramid1D = PyramidWithUnusedLevel if on else CorrPyramid1D
+    model.mask_every_iter = on
     return model
 
 
@@ -91,13 +98,13 @@ def job_features(backbone, H, W, out, preset='base'):
     left, right = torch.rand(1, 3, H, W, generator=g), torch.rand(1, 3, H, W, generator=g)
     base = _rss(); _reset_peak()
     with torch.no_grad():
-        t0 = time.perf_counter()
+        t0, w0 = clock(), time.perf_counter()
         (l, size), (r, _) = pad_to_multiple(left, model.pad_multiple), pad_to_multiple(right, model.pad_multiple)
         fl, fr, ctx = model.features(l, r)
-        secs = time.perf_counter() - t0
+        secs, wall = clock() - t0, time.perf_counter() - w0
     peak = _peak() - base
     torch.save(dict(fl=fl, fr=fr, ctx=ctx, padded=tuple(l.shape[-2:]), size=size), out)
-    return dict(secs=secs, peak=peak, padded=tuple(l.shape[-2:]), feat=tuple(fl.shape))
+    return dict(secs=secs, wall=wall, peak=peak, padded=tuple(l.shape[-2:]), feat=tuple(fl.shape))
 
 def job_decode(backbone, impl, H, W, features, iters=PROBE, raft_work=False, preset='base'):
     "Decoder half on saved features: set-up, per-iteration time from update-block timestamps, peak memory."
@@ -107,16 +114,34 @@ def job_decode(backbone, impl, H, W, features, iters=PROBE, raft_work=False, pre
     if raft_work: raft_stereo_work(model)
     base = _rss(); _reset_peak()
     f = torch.load(features, weights_only=True)
+    with torch.no_grad(): r = _timed_decode(model, f, iters)
+    return dict(r, peak=_peak() - base)
+
+def _timed_decode(model, f, iters):
+    "CPU seconds of `model._decode` on saved features, and of each iteration (between update-block calls)."
+    import torch
     stamps = []
-    model.update_block.register_forward_pre_hook(lambda *a: stamps.append(time.perf_counter()))
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        preds, low = model._decode(f['fl'], f['fr'], f['ctx'], iters, False)
-        secs = time.perf_counter() - t0
+    hook = model.update_block.register_forward_pre_hook(lambda *a: stamps.append(clock()))
+    t0, w0 = clock(), time.perf_counter()
+    preds, low = model._decode(f['fl'], f['fr'], f['ctx'], iters, False)
+    secs, wall = clock() - t0, time.perf_counter() - w0
+    hook.remove()
     assert len(preds) == 1 and preds[0].shape[-2:] == f['padded'] and len(stamps) == iters, (len(stamps), iters)
     steps = [b - a for a, b in zip(stamps, stamps[1:])]
-    return dict(secs=secs, per_iter=sum(steps) / len(steps), steps=steps, peak=_peak() - base,
+    return dict(secs=secs, wall=wall, per_iter=sum(steps) / len(steps), steps=steps,
                 finite=bool(torch.isfinite(preds[0]).all()))
+
+def job_compare(H, W, features, rounds=3, iters=PROBE):
+    "Our CNN decoder against the same decoder doing RAFT-Stereo's extra work, alternating in one process."
+    import torch
+    torch.set_num_threads(THREADS)
+    model = build('cnn', 'reg', H, W)
+    f = torch.load(features, weights_only=True)
+    out = dict(ours=[], raft=[])
+    with torch.no_grad():
+        for _ in range(rounds):
+            for k in ('raft', 'ours'): out[k].append(_timed_decode(raft_stereo_work(model, k == 'raft'), f, iters))
+    return out
 
 def job_direct(backbone, impl, H, W, iters=ITERS):
     "One whole `model(left, right, iters)` call: the check of the assembled total."
@@ -127,8 +152,9 @@ def job_direct(backbone, impl, H, W, iters=ITERS):
     left, right = torch.rand(1, 3, H, W, generator=g), torch.rand(1, 3, H, W, generator=g)
     base = _rss(); _reset_peak()
     with torch.no_grad():
-        t0 = time.perf_counter(); out = model(left, right, iters=iters); secs = time.perf_counter() - t0
-    return dict(secs=secs, peak=_peak() - base, shape=tuple(out.disp.shape))
+        t0, w0 = clock(), time.perf_counter(); out = model(left, right, iters=iters)
+        secs, wall = clock() - t0, time.perf_counter() - w0
+    return dict(secs=secs, wall=wall, peak=_peak() - base, shape=tuple(out.disp.shape))
 
 def job_flops(backbone, H, W, raft_work=False):
     "FLOPs of the encoder half and of one decoder iteration, counted on the meta device (nothing is computed)."
@@ -149,7 +175,20 @@ def job_flops(backbone, H, W, raft_work=False):
         d1, d3 = (count(lambda: model._decode(*feats, n, False)) for n in (1, 3))
     return dict(encoder=enc, per_iter=(d3 - d1) / 2, decoder_fixed=d1 - (d3 - d1) / 2)
 
-JOBS = dict(features=job_features, decode=job_decode, direct=job_direct, flops=job_flops)
+def job_matmul(n=1024, repeats=10):
+    "This process's fp32 matmul rate in GFLOP per CPU second (and per wall second), best of `repeats`."
+    import torch
+    torch.set_num_threads(THREADS)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best_cpu = best_wall = float('inf')
+    for _ in range(repeats):
+        t0, w0 = clock(), time.perf_counter(); a @ b
+        best_cpu, best_wall = min(best_cpu, clock() - t0), min(best_wall, time.perf_counter() - w0)
+    return dict(cpu=2 * n**3 / best_cpu / 1e9, wall=2 * n**3 / best_wall / 1e9)
+
+JOBS = dict(features=job_features, decode=job_decode, direct=job_direct, flops=job_flops, compare=job_compare,
+            matmul=job_matmul)
 
 
 def run(kind, **kw):
@@ -174,14 +213,14 @@ def measure_config(backbone, H, W, impls, tmp, preset='base', flops=True):
         dec = run('decode', backbone=backbone, impl=impl, H=H, W=W, features=feats, preset=preset)
         total = enc['secs'] + dec['secs'] + (ITERS - PROBE) * dec['per_iter']
         rows.append(dict(backbone=backbone, impl=impl, H=H, W=W, enc=enc, dec=dec, total=total, flops=fl,
-                         peak=max(enc['peak'], dec['peak'])))
+                         peak=max(enc['peak'], dec['peak']), wall=enc['wall'] + dec['wall']))
     os.remove(feats)
     return rows
 
 def print_rows(rows, rate):
-    print('| backbone | corr | size (padded) | encoder s | decoder set-up s | s / iteration | 32 iterations s (assembled) '
-          '| GFLOP/s (share of matmul) | peak +GB encoder / decoder | peak +GB |')
-    print('|---|---|---|---|---|---|---|---|---|---|')
+    print(f'| backbone | corr | size (padded) | encoder s | decoder set-up s | s / iteration | {ITERS} iterations s '
+          f'(assembled) | GFLOP/s (share of matmul) | peak +GB encoder / decoder | peak +GB | wall s (encoder + {PROBE} iterations) |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
     for r in rows:
         e, d, f = r['enc'], r['dec'], r['flops']
         setup = d['secs'] - (PROBE - 1) * d['per_iter']  # context, volume or tables, first lookup, last iteration's tail
@@ -191,84 +230,89 @@ def print_rows(rows, rate):
             rate_s = f"{work / r['total'] / 1e9:.1f} ({work / r['total'] / 1e9 / rate:.0%})"
         print(f"| {r['backbone']} | {r['impl']} | {r['H']}×{r['W']} ({e['padded'][0]}×{e['padded'][1]}) | {e['secs']:.1f} | "
               f"{setup:.1f} | {d['per_iter']:.2f} | {r['total']:.1f} | {rate_s} | {_gb(e['peak']):.2f} / {_gb(d['peak']):.2f} | "
-              f"{_gb(r['peak']):.2f} |", flush=True)
+              f"{_gb(r['peak']):.2f} | {r['wall']:.0f} |", flush=True)
 
-def raft_comparison(H, W, tmp, repeats=2):
-    "Our CNN model as it runs against the same model doing RAFT-Stereo's extra work, interleaved."
+def raft_comparison(H, W, tmp, rounds=3):
+    "Our CNN model as it runs against the same model doing RAFT-Stereo's extra work: alternating rounds in one process."
     feats = str(Path(tmp) / f'cnn-{H}x{W}-cmp.pt')
     enc = run('features', backbone='cnn', H=H, W=W, out=feats)
-    ours, raft = [], []
-    for _ in range(repeats):  # interleaved, so that load changes hit both alike
-        raft.append(run('decode', backbone='cnn', impl='reg', H=H, W=W, features=feats, raft_work=True))
-        ours.append(run('decode', backbone='cnn', impl='reg', H=H, W=W, features=feats))
+    c = run('compare', H=H, W=W, features=feats, rounds=rounds)
+    mem = {k: run('decode', backbone='cnn', impl='reg', H=H, W=W, features=feats, raft_work=k == 'raft')['peak']
+           for k in ('ours', 'raft')}
     os.remove(feats)
     f_ours, f_raft = run('flops', backbone='cnn', H=H, W=W), run('flops', backbone='cnn', H=H, W=W, raft_work=True)
-    best = lambda runs: min(runs, key=lambda d: d['per_iter'])
-    o, r = best(ours), best(raft)
-    tot = lambda d: enc['secs'] + d['secs'] + (ITERS - PROBE) * d['per_iter']
-    work = lambda f: f['encoder'] + f['decoder_fixed'] + ITERS * f['per_iter']
-    return dict(enc=enc, ours=o, raft=r, t_ours=tot(o), t_raft=tot(r), w_ours=work(f_ours), w_raft=work(f_raft),
-                it_ours=[d['per_iter'] for d in ours], it_raft=[d['per_iter'] for d in raft],
-                f_ours=f_ours, f_raft=f_raft)
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    out = dict(enc=enc, f_ours=f_ours, f_raft=f_raft, rounds=rounds)
+    for k, f in (('ours', f_ours), ('raft', f_raft)):
+        it, dec = med([d['per_iter'] for d in c[k]]), med([d['secs'] for d in c[k]])
+        out |= {f'it_{k}': it, f'its_{k}': [d['per_iter'] for d in c[k]], f't_{k}': enc['secs'] + dec + (ITERS - PROBE) * it,
+                f'w_{k}': f['encoder'] + f['decoder_fixed'] + ITERS * f['per_iter'], f'peak_{k}': max(enc['peak'], mem[k])}
+    return out
 
 
 def main(argv=()):
     argv = list(argv or sys.argv[1:])
     import torch
     sys.path.insert(0, str(HERE))
-    from bench_matmul import matmul_gflops
-    torch.set_num_threads(THREADS)
-    rate = matmul_gflops(1024, 10)
+    m = run('matmul'); rate = m['cpu']
     sizes = [(256, 512)] + ([] if '--quick' in argv else [(384, 768)])
     print(f'torch {torch.__version__}, {THREADS} thread(s), fp32 CPU, batch 1, {ITERS} iterations; no GPU used; '
-          f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the start; '
-          f'matmul rate {rate:.1f} GFLOP/s (1024², same run, {THREADS} threads)\n')
+          f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the start; times are CPU seconds; '
+          f"matmul rate {rate:.1f} GFLOP per CPU second ({m['wall']:.1f} per wall second; 1024², same run, {THREADS} thread(s))\n")
     with tempfile.TemporaryDirectory() as tmp:
-        rows = []
-        for H, W in sizes:
-            for backbone in ('cnn', 'vit'): rows += measure_config(backbone, H, W, ('reg', 'alt'), tmp)
-        print_rows(rows, rate)
-
-        H, W = REFERENCE['size'] if '--quick' not in argv else sizes[-1]
-        c = raft_comparison(H, W, tmp)
-        print(f"\nCNN, reg, {H}×{W}, {ITERS} iterations, equal settings, interleaved runs (best of {len(c['it_ours'])}):\n")
-        print('| work pattern | s / iteration (each run) | 32 iterations s | GFLOP (32 iterations) | peak +GB |\n|---|---|---|---|---|')
-        for name, k in (('ours: mask head at the last iteration only', 'ours'), ("RAFT-Stereo's: mask head every iteration, "
-                         'one unused pyramid level', 'raft')):
-            print(f"| {name} | {', '.join(f'{x:.2f}' for x in c['it_' + k])} | {c['t_' + k]:.1f} | {c['w_' + k] / 1e9:.0f} | "
-                  f"{_gb(max(c['enc']['peak'], c[k]['peak'])):.2f} |")
-        print(f"\nspeed-up at equal settings: {c['t_raft'] / c['t_ours']:.3f}× for the whole model, "
-              f"{c['raft']['per_iter'] / c['ours']['per_iter']:.3f}× per iteration "
-              f"(work ratio {c['w_raft'] / c['w_ours']:.3f}× whole, {c['f_raft']['per_iter'] / c['f_ours']['per_iter']:.3f}× per iteration)")
-        ours_rate = c['w_ours'] / c['t_ours'] / 1e9
-        print(f"reference: RAFT-Stereo's published code at {H}×{W}, {ITERS} iterations, fp32, 2 threads on this kind of machine: "
-              f"about {REFERENCE['secs']:.0f} s and +{REFERENCE['extra_gb']:.1f} GB at about 90 % of the matmul rate; "
-              f"ours here: {c['t_ours']:.1f} s, +{_gb(max(c['enc']['peak'], c['ours']['peak'])):.2f} GB, "
-              f"{ours_rate:.1f} GFLOP/s = {ours_rate / rate:.0%} of this run's matmul rate")
-
-        if '--direct' in argv:
-            H, W = sizes[0]
-            d = run('direct', backbone='cnn', impl='reg', H=H, W=W)
-            a = next(r for r in rows if (r['backbone'], r['impl'], r['H']) == ('cnn', 'reg', H))
-            print(f"\ncheck of the assembled total, CNN reg {H}×{W}: one direct {ITERS}-iteration call took {d['secs']:.1f} s "
-                  f"(+{_gb(d['peak']):.2f} GB); the assembled row says {a['total']:.1f} s (+{_gb(a['peak']):.2f} GB)")
-
-        if '--middlebury' in argv:
-            H, W = MIDDLEBURY_F
-            print(f'\nMiddlebury-F size {H}×{W}, load average {os.getloadavg()[0]:.1f}:\n')
-            mrows = measure_config('cnn', H, W, ('reg', 'alt'), tmp)
-            print_rows(mrows, rate)
-            reg, alt = mrows
-            print(f"\nalt / reg at {H}×{W}: time {alt['total'] / reg['total']:.2f}×, "
-                  f"whole-inference peak memory reg / alt {reg['peak'] / alt['peak']:.2f}×, "
-                  f"decoder-half peak memory reg / alt {reg['dec']['peak'] / alt['dec']['peak']:.2f}×")
-            v = measure_config('vit', H, W, ('reg',), tmp, preset='tiny')[0]
-            print(f"\nViT variant at {H}×{W} (functional check with a tiny ViT, 16×16 patches, position embeddings "
-                  f"interpolated from a 14×28 grid to {v['enc']['padded'][0] // 16}×{v['enc']['padded'][1] // 16}; "
-                  f"padded to {v['enc']['padded'][0]}×{v['enc']['padded'][1]}): features {v['enc']['feat']}, "
-                  f"finite output {v['dec']['finite']}, encoder {v['enc']['secs']:.0f} s")
+        if '--middlebury-only' not in argv: small_sizes(sizes, rate, argv, tmp)
+        if '--middlebury' in argv or '--middlebury-only' in argv: middlebury(rate, tmp)
         print(f'\nload average at the end: {os.getloadavg()[0]:.1f}')
 
+
+def small_sizes(sizes, rate, argv, tmp):
+    "The tables at 256×512 and 384×768, the comparison with RAFT-Stereo's work pattern, the direct check."
+    rows = []
+    for H, W in sizes:
+        for backbone in ('cnn', 'vit'): rows += measure_config(backbone, H, W, ('reg', 'alt'), tmp)
+    print_rows(rows, rate)
+
+    H, W = REFERENCE['size'] if '--quick' not in argv else sizes[-1]
+    c = raft_comparison(H, W, tmp)
+    print(f"\nCNN, reg, {H}×{W}, {ITERS} iterations, equal settings, {c['rounds']} alternating rounds in one process "
+          f"(medians), load average {os.getloadavg()[0]:.1f}:\n")
+    print(f'| work pattern | s / iteration (each round) | {ITERS} iterations s | GFLOP ({ITERS} iterations) | peak +GB |\n|---|---|---|---|---|')
+    for name, k in (('ours: mask head at the last iteration only', 'ours'), ("RAFT-Stereo's: mask head every iteration, "
+                     'one unused pyramid level', 'raft')):
+        print(f"| {name} | {', '.join(f'{x:.2f}' for x in c['its_' + k])} | {c['t_' + k]:.1f} | {c['w_' + k] / 1e9:.0f} | "
+              f"{_gb(c['peak_' + k]):.2f} |")
+    print(f"\nspeed-up at equal settings: {c['t_raft'] / c['t_ours']:.3f}× for the whole model, "
+          f"{c['it_raft'] / c['it_ours']:.3f}× per iteration "
+          f"(work ratio {c['w_raft'] / c['w_ours']:.3f}× whole, {c['f_raft']['per_iter'] / c['f_ours']['per_iter']:.3f}× per iteration)")
+    ours_rate = c['w_ours'] / c['t_ours'] / 1e9
+    print(f"reference: RAFT-Stereo's published code at {H}×{W}, {ITERS} iterations, fp32, 2 threads on this kind of machine: "
+          f"about {REFERENCE['secs']:.0f} s and +{REFERENCE['extra_gb']:.1f} GB at about 90 % of the matmul rate; "
+          f"ours here: {c['t_ours']:.1f} CPU s on one thread, +{_gb(c['peak_ours']):.2f} GB, "
+          f"{ours_rate:.1f} GFLOP per CPU second = {ours_rate / rate:.0%} of this run's matmul rate")
+
+    if '--direct' in argv:
+        H, W = sizes[0]
+        d = run('direct', backbone='cnn', impl='reg', H=H, W=W)
+        a = next(r for r in rows if (r['backbone'], r['impl'], r['H']) == ('cnn', 'reg', H))
+        print(f"\ncheck of the assembled total, CNN reg {H}×{W}: one direct {ITERS}-iteration call took {d['secs']:.1f} CPU s "
+              f"(+{_gb(d['peak']):.2f} GB); the assembled row says {a['total']:.1f} s (+{_gb(a['peak']):.2f} GB)")
+
+
+def middlebury(rate, tmp):
+    "CNN reg and alt at full Middlebury-F size; the ViT variant's padding and position embeddings at that size."
+    H, W = MIDDLEBURY_F
+    print(f'\nMiddlebury-F size {H}×{W}, load average {os.getloadavg()[0]:.1f}:\n')
+    mrows = measure_config('cnn', H, W, ('reg', 'alt'), tmp)
+    print_rows(mrows, rate)
+    reg, alt = mrows
+    print(f"\nalt / reg at {H}×{W}: time {alt['total'] / reg['total']:.2f}×, "
+          f"whole-inference peak memory reg / alt {reg['peak'] / alt['peak']:.2f}×, "
+          f"decoder-half peak memory reg / alt {reg['dec']['peak'] / alt['dec']['peak']:.2f}×")
+    v = measure_config('vit', H, W, ('reg',), tmp, preset='tiny')[0]
+    print(f"\nViT variant at {H}×{W} (functional check with a tiny ViT, 16×16 patches, position embeddings "
+          f"interpolated from a 14×28 grid to {v['enc']['padded'][0] // 16}×{v['enc']['padded'][1] // 16}; "
+          f"padded to {v['enc']['padded'][0]}×{v['enc']['padded'][1]}): features {v['enc']['feat']}, "
+          f"finite output {v['dec']['finite']}, encoder {v['enc']['secs']:.0f} s")
 
 if __name__ == '__main__':
     main()
