@@ -88,7 +88,9 @@ class FeatureEncoder(_Trunk):
         self._init_weights()
 
     def forward(self, left:Tensor, right:Tensor)->tuple[Tensor, Tensor]:
-        "Both views in one batch (B, 3, H, W) each, in [-1, 1] -> (left, right) features."
+        "Both views (B, 3, H, W) each, in [-1, 1] -> (left, right) features; without autograd one view at a time."
+        if not torch.is_grad_enabled():  # inference: half the peak memory (the full-resolution stage dominates it)
+            return self.conv2(self.trunk(left)), self.conv2(self.trunk(right))  # instance norm: per image, same values
         f = self.conv2(self.trunk(torch.cat([left, right])))  # (2B, D, h, w)
         return f.chunk(2)
 
