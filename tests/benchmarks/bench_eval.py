@@ -5,10 +5,11 @@
    them): the whole pair at half (H) and full (F) Middlebury size, and the F pair in overlapping tiles. Each run is a
    fresh subprocess, so its peak resident memory (ru_maxrss) is its own; the whole F pair runs under an address-space
    limit (BENCH_MEM_GB, default 10) so that it cannot take a shared machine's memory: if it needs more, the table
-   says so (that is what tiles are for). Each configuration runs with 1 and with 2 GRU iterations; the difference
-   gives the time of one iteration, and RAFT-Stereo's 32 evaluation iterations are extrapolated from it (a
-   32-iteration run of a 2000×3000 pair takes the better part of an hour on one CPU thread). In evaluation mode only
-   the last prediction is upsampled, so the peak memory does not grow with the iterations: the table shows both peaks.
+   says so (that is what tiles are for). Each configuration runs 3 GRU iterations; a hook on the update block stamps
+   the start of every iteration, so the time of one iteration (correlation lookup + GRU update) is measured inside
+   the run, and RAFT-Stereo's 32 evaluation iterations are extrapolated from it: t(32) = t(3) + 29·(one iteration
+   × tiles) (a 32-iteration run of a 2000×3000 pair takes the better part of an hour on one CPU thread). In
+   evaluation mode only the last prediction is upsampled, so the peak memory does not grow with the iterations.
 2. Metric throughput: `MetricAccumulator.update` on F-sized prediction/ground truth (random values), i.e. the whole
    per-image cost of `evaluate` except the model, in pairs per second, next to the model's time for one pair.
 
@@ -25,7 +26,7 @@ MEM_GB = float(os.environ.get('BENCH_MEM_GB', 10))  # address-space limit of the
 F_SIZE = (497, 741) if QUICK else (1988, 2964)       # MiddEval3 full resolution is up to about 2000×3000
 H_SIZE = (F_SIZE[0] // 2, F_SIZE[1] // 2)
 TILE, OVERLAP, MAX_DISP = (768, 1024), (64, 320), 256  # tiles overlap horizontally by more than the largest disparity
-ITERS = (1, 2)
+ITERS = 3
 CONFIGS = {'whole H': (H_SIZE, False), 'whole F': (F_SIZE, False), 'tiled F': (F_SIZE, True)}
 
 
@@ -45,6 +46,8 @@ def child(config: str, iters: int):
     if config == 'whole F':
         cap = int(MEM_GB * 2**30); resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     model, desc = build_model()
+    stamps = []                                                                     # (wall, CPU) at every update-block call
+    model.update_block.register_forward_pre_hook(lambda m, a: stamps.append((time.perf_counter(), time.process_time())))
     g = torch.Generator().manual_seed(0)
     left = torch.rand(1, 3, *size, generator=g)
     right = torch.roll(left, -40, -1)                                                # a constant 40 px disparity
@@ -55,7 +58,11 @@ def child(config: str, iters: int):
     try:
         out = predict_disparity(model, left, right, iters=iters, **kw)
         res.update(tiles=out.tiles, finite=bool(torch.isfinite(out.disp).all()))
-    except MemoryError as e: res.update(error=f'needs more than a {MEM_GB:g} GB address space ({str(e)[:60]}...)')
+    except MemoryError as e: res.update(error=f'needs more than a {MEM_GB:g} GB address space')
+    groups = [stamps[i:i + iters] for i in range(0, len(stamps) - iters + 1, iters)]  # one group per tile (pass)
+    steps = [(b[0] - a[0], b[1] - a[1]) for g_ in groups for a, b in zip(g_, g_[1:])]
+    if steps: res.update(iter_wall=sum(x for x, _ in steps) / len(steps) * len(groups),   # one iteration over all tiles
+                         iter_cpu=sum(c for _, c in steps) / len(steps) * len(groups))
     res.update(wall=time.perf_counter() - t0, cpu=time.process_time() - c0,
                peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(res))
@@ -88,31 +95,25 @@ def main():
     print(header() + '\n', flush=True)
     runs = {}
     for config in CONFIGS:
-        for iters in ITERS:
-            r = subprocess.run([sys.executable, __file__, '--child', config, str(iters)], capture_output=True, text=True,
-                               timeout=3600)
-            if r.returncode != 0: raise SystemExit(f'{config} run with {iters} iterations failed:\n{r.stderr[-2000:]}')
-            runs[config, iters] = x = json.loads(r.stdout.strip().splitlines()[-1])
-            print(f"  {config}, {iters} iteration(s): {x['wall']:.0f} s wall, {x['cpu']:.0f} s CPU, {x['peak_mb']:.0f} MB peak"
-                  f"{' (' + x['error'] + ')' if 'error' in x else ''} ({time.strftime('%H:%M', time.gmtime())}, "
-                  f"load {os.getloadavg()[0]:.1f})", flush=True)
-            if 'error' in x: break                                                  # more iterations will not fit either
-    print(f"\nmodel: {runs['tiled F', 1]['model']}; tiles of {TILE[0]}×{TILE[1]} overlapping by {OVERLAP[0]}×{OVERLAP[1]} "
+        r = subprocess.run([sys.executable, __file__, '--child', config, str(ITERS)], capture_output=True, text=True,
+                           timeout=3600)
+        if r.returncode != 0: raise SystemExit(f'{config} run failed:\n{r.stderr[-2000:]}')
+        runs[config] = x = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"  {config}: {x['wall']:.0f} s wall, {x['cpu']:.0f} s CPU, {x['peak_mb']:.0f} MB peak"
+              f"{' (' + x['error'] + ')' if 'error' in x else ''} ({time.strftime('%H:%M', time.gmtime())}, "
+              f"load {os.getloadavg()[0]:.1f})", flush=True)
+    print(f"\nmodel: {runs['tiled F']['model']}; tiles of {TILE[0]}×{TILE[1]} overlapping by {OVERLAP[0]}×{OVERLAP[1]} "
           f"(largest disparity {MAX_DISP} px)\n")
-    a, b = ITERS
-    print(f'| predict_disparity | tiles | peak RSS, {a} / {b} iterations (MB) | wall, {a} / {b} it. (s) | CPU, {a} / {b} it. (s) '
-          '| per iteration, wall / CPU (s) | 32 iterations, extrapolated wall / CPU (s) |\n|---|---|---|---|---|---|---|')
+    print(f'| predict_disparity | tiles | peak RSS (MB) | {ITERS} iterations, wall / CPU (s) | one iteration (all tiles), '
+          'wall / CPU (s) | 32 iterations, extrapolated wall / CPU (s) |\n|---|---|---|---|---|---|')
     est = {}
-    for config in CONFIGS:
-        r1, r2 = runs[config, a], runs.get((config, b))
-        if 'error' in r1:
-            print(f"| {config} | - | {r1['peak_mb']:.0f} when it failed | - | - | - | {r1['error']} |"); continue
-        it = {k: (r2[k] - r1[k]) / (b - a) for k in ('wall', 'cpu')}
-        est[config] = {k: r1[k] + (32 - a) * it[k] for k in ('wall', 'cpu')}
-        print(f"| {config} | {r1['tiles']} | {r1['peak_mb']:.0f} / {r2['peak_mb']:.0f} | {r1['wall']:.0f} / {r2['wall']:.0f} "
-              f"| {r1['cpu']:.0f} / {r2['cpu']:.0f} | {it['wall']:.1f} / {it['cpu']:.1f} "
-              f"| {est[config]['wall']:.0f} / {est[config]['cpu']:.0f} |")
-    print(f"\n(resident memory after imports, model and inputs, before the call: {runs['tiled F', 1]['before_mb']:.0f} MB)")
+    for config, x in runs.items():
+        if 'error' in x:
+            print(f"| {config} | - | {x['peak_mb']:.0f} when it failed | - | - | {x['error']} |"); continue
+        est[config] = {k: x[k] + (32 - ITERS) * x[f'iter_{k}'] for k in ('wall', 'cpu')}
+        print(f"| {config} | {x['tiles']} | {x['peak_mb']:.0f} | {x['wall']:.0f} / {x['cpu']:.0f} "
+              f"| {x['iter_wall']:.1f} / {x['iter_cpu']:.1f} | {est[config]['wall']:.0f} / {est[config]['cpu']:.0f} |")
+    print(f"\n(resident memory after imports, model and inputs, before the call: {runs['tiled F']['before_mb']:.0f} MB)")
     model_cpu = est['tiled F']['cpu']
     print('\n| metrics only (MetricAccumulator.update) | pairs/s (wall) | pairs/s (CPU time) | CPU ms/pair '
           '| share of the tiled 32-iteration model CPU time |\n|---|---|---|---|---|')
