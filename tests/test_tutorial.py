@@ -1,5 +1,5 @@
 "The tutorial `nbs/tutorials/mim_vs_scratch.ipynb` runs end to end with its tiny parameter set and prints a finite table."
-import importlib.util, json, math, subprocess, sys
+import importlib.util, json, math, os, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -26,7 +26,8 @@ def test_tutorial_tiny(tmp_path):
     papermill = Path(sys.executable).parent / 'papermill'
     out = tmp_path / 'out'
     r = subprocess.run([str(papermill), str(NB), str(tmp_path / 'run.ipynb'), '-f', str(TINY), '-p', 'out_dir', str(out),
-                        '-k', 'python3', '--no-progress-bar'], capture_output=True, text=True, cwd=tmp_path, timeout=900)
+                        '-k', 'python3', '--no-progress-bar'], capture_output=True, text=True, cwd=tmp_path, timeout=900,
+                       env={k: v for k, v in os.environ.items() if k != 'MPLBACKEND'})  # the kernel's inline backend, as on the docs site
     assert r.returncode == 0, f'the tutorial failed:\n{r.stderr[-6000:]}'
     res = json.loads((out / 'results.json').read_text())
     arms = {row['arm'] for row in res['runs']}
@@ -36,6 +37,14 @@ def test_tutorial_tiny(tmp_path):
         for k in ('syn_epe', 'syn_bad2', 'real_epe', 'real_bad2'): assert math.isfinite(row[k]), (row, k)
     assert '| MIM (mse) |' in res['table'] and '| scratch |' in res['table'] and '±' in res['table']
     assert 'spread' in res['summary'][0]
-    text = (tmp_path / 'run.ipynb').read_text()
-    assert 'synthetic EPE (px)' in text and ('is **larger**' in text or 'is **not larger**' in text)
+    assert math.isfinite(res['cpu_seconds']) and res['cpu_seconds'] > 0 and res['threads'] >= 1
+    # what the reader sees: the outputs of the executed notebook, not its source
+    outs = [o for c in json.loads((tmp_path / 'run.ipynb').read_text())['cells'] if c['cell_type'] == 'code' for o in c['outputs']]
+    shown = [''.join(o.get('data', {}).get('text/markdown', '')) for o in outs]
+    tables = [t for t in shown if '| MIM (mse) |' in t and '| scratch |' in t and 'synthetic EPE (px)' in t]
+    assert tables == [res['table'].strip()] or tables == [res['table']], f'the table is not displayed: {shown}'
+    assert any('is **larger**' in t or 'is **not larger**' in t for t in shown), 'no verdict displayed'
+    assert any('min of CPU time' in t for t in shown), 'no run time displayed'
+    assert any('Training EPE, second-to-last' in t for t in shown), "no 'what to try next' sentence"
+    assert sum('image/jpeg' in o.get('data', {}) for o in outs) >= 3, 'figures missing (data, curves, maps)'
     assert (out / 'curves.png').is_file() and (out / 'disparity.png').is_file()
