@@ -16,11 +16,19 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, dtype=torch.float32, device=
     return 2 * n ** 3 / best / 1e9
 
 
+def matmul_peak(sizes=(1024, 2048, 4096), repeats: int = 5) -> float:
+    """The best fp32 rate over several sizes, each best-of-`repeats`, with the thread count the caller's model uses.
+
+    On a shared machine one short measurement catches other jobs' bursts and reads low (then a model "beats" the
+    peak); benchmarks call this again between their cases and keep the maximum of the run."""
+    return max(matmul_gflops(n, repeats=repeats if n < 4096 else max(2, repeats // 2)) for n in sizes)
+
+
 def main():
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads\n')
     print('| matmul | n | GFLOP/s |\n|---|---|---|')
-    for n in (512, 1024, 2048):
-        print(f'| fp32 CPU | {n} | {matmul_gflops(n):.1f} |')
+    for n in (512, 1024, 2048, 4096):
+        print(f'| fp32 CPU | {n} | {matmul_gflops(n, repeats=10 if n < 4096 else 3):.1f} |')
     if torch.cuda.is_available():
         for dt in (torch.float32, torch.bfloat16):
             print(f'| {str(dt)[6:]} {torch.cuda.get_device_name()} | 8192 | {matmul_gflops(8192, 20, dt, "cuda"):.0f} |')

@@ -1,66 +1,127 @@
-"""Where a training step's time goes (data, forward, backward, optimizer) for stage-1 presets, and whether the data
-loader keeps up: `python tests/benchmarks/run.py train`.
+"""Where a training step's time goes (data, forward, backward, optimizer) for pre-training and disparity fine-tuning
+with the tiny and seed presets on the CPU, and whether the data loader keeps up: `[BENCH_THREADS=n] python tests/benchmarks/run.py train`.
 
-The step is the loop's own (`stereomae.train`): a `BatchStream` over the job's augmented dataset, the task's forward,
-backward, and clipping + AdamW + scheduler. Data time is measured twice: loading in the main process (the raw cost of
-a batch) and with worker processes (what the loop actually waits for); the loader keeps up when the wait is a small
-fraction of the compute time.
+The step is the loop's own: `stereomae.train._train_step` runs unchanged on a job built by the command line's
+`pretrain_setup` / `finetune_setup` from the experiment's YAML file; the phases are timed by wrapping what the step
+calls (the batch stream, the task's forward, `_micro_step` for forward + backward, `_optimizer_step` for clipping +
+AdamW + scheduler). Data is measured twice: the raw cost of a batch loaded in the main process, and the time the step
+waits for a batch with worker processes (the experiment's `num_workers`, at most this machine's cores) — the loader
+keeps up when that wait is a small fraction of the compute.
 """
-import os, sys, time
+import os, statistics, sys, time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+CONFIGS = REPO / 'nbs' / 'experiments' / 'configs'
+THREADS = int(os.environ.get('BENCH_THREADS', 0))   # 0: torch's default; BENCH_THREADS=1 on a crowded machine
 
 
-def _timed(f):
-    t = time.perf_counter(); out = f(); return out, time.perf_counter() - t
+class PhaseTimer:
+    "Seconds per phase of each `_train_step` call, taken by wrapping the functions the step calls."
+    def __init__(self): self.now = {}
+
+    def add(self, phase, seconds): self.now[phase] = self.now.get(phase, 0.0) + seconds
+
+    def wrap(self, phase, f):
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try: return f(*args, **kwargs)
+            finally: self.add(phase, time.perf_counter() - t)
+        return timed
 
 
-def step_breakdown(params: dict, steps: int = 3, workers: int = 0) -> dict:
-    "Median seconds per phase over `steps` steps (after one warm-up step) for a stage-1 job's parameters."
-    from stereomae.cli import pretrain_setup
-    from stereomae import train as T
-    job = pretrain_setup({**params, 'num_workers': workers})
-    cfg, model = job['cfg'], job['model']
+class TimedStream:
+    "A `BatchStream` whose `next` is timed as the data phase."
+    def __init__(self, stream, timer): self.stream, self.timer = stream, timer
+    def __next__(self): return self.timer.wrap('data', next)(self.stream)
+    def __iter__(self): return self
+
+
+def _job(kind: str, params: dict, workers: int):
+    from stereomae import cli, train as T
+    setup = cli.pretrain_setup if kind == 'pretrain' else cli.finetune_setup
+    job = setup({**params, 'num_workers': workers})
+    cfg = job['cfg']
+    task = T.PretrainTask() if kind == 'pretrain' else T.DisparityTask(cfg.train_iters, cfg.valid_iters)   # as fit_pretrain / fit_disparity
     stream = T.BatchStream(job['train_data'], cfg.batch_size, cfg.seed, num_workers=workers, collate_fn=job['collate_fn'])
-    opt = T.build_optimizer(model, cfg); sched = T.build_scheduler(opt, cfg); task = T.PretrainTask()
-    model.train(); times = {k: [] for k in ('data', 'forward', 'backward', 'optimizer')}
-    for i in range(steps + 1):
-        batch, td = _timed(lambda: next(stream))
-        out, tf = _timed(lambda: task(model, batch))
-        _, tb = _timed(lambda: out.loss.backward())
-        def opt_step():
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad); opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-        _, to = _timed(opt_step)
-        if i: [times[k].append(v) for k, v in zip(times, (td, tf, tb, to))]
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return job, cfg, task, stream
+
+
+def data_cost(kind: str, params: dict, batches: int = 3) -> float:
+    "Median seconds to load one batch in the main process (no workers, no compute): the raw cost of the data."
+    _, _, _, stream = _job(kind, params, 0)
+    next(stream); times = []   # the first batch also starts the sampler
+    for _ in range(batches):
+        t = time.perf_counter(); next(stream); times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def step_breakdown(kind: str, params: dict, steps: int = 3, workers: int = 0) -> dict:
+    "Median seconds per phase over `steps` calls of the loop's `_train_step` (after one warm-up step)."
+    from stereomae import train as T
+    job, cfg, task, stream = _job(kind, params, workers)
+    model, device = job['model'], torch.device('cpu')
+    dtype = T.autocast_dtype(cfg.precision, device)
+    opt = T.build_optimizer(model, cfg); sched = T.build_scheduler(opt, cfg); scaler = T.grad_scaler(device, dtype)
+    T._train_mode(model, cfg)
+    timer = PhaseTimer()
+    timed_task = timer.wrap('forward', task)
+    rows = []
+    with mock.patch.object(T, '_micro_step', timer.wrap('forward+backward', T._micro_step)), \
+         mock.patch.object(T, '_optimizer_step', timer.wrap('optimizer', T._optimizer_step)), torch.enable_grad():
+        for i in range(steps + 1):
+            timer.now = {}
+            t = time.perf_counter()
+            T._train_step(model, model, timed_task, TimedStream(stream, timer), device, dtype, opt, sched, scaler, cfg,
+                          T.DistInfo(), i, 0)
+            total = time.perf_counter() - t
+            if i: rows.append(dict(timer.now, total=total))
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    med['backward'] = med.pop('forward+backward') - med['forward']
     med['params'] = sum(p.numel() for p in model.parameters()) / 1e6
+    med['batch'] = cfg.batch_size
     return med
 
 
-CASES = {
-    'tiny (64x128, batch 8)': dict(preset='tiny', batch_size=8, train_data=[{'dataset': 'synthetic', 'n': 64, 'size': [128, 256]}]),
-    'seed (224x448, 16x32 patches, batch 2)': dict(preset='seed', batch_size=2,
-                                                   train_data=[{'dataset': 'synthetic', 'n': 16, 'size': [256, 512]}]),
+def _params(yaml: str, **override) -> dict:
+    from stereomae.config import load_params
+    return {**load_params(CONFIGS / yaml), 'runs_dir': '/tmp/bench_train', 'progress': False, 'steps': 1000, **override}
+
+
+SYNTH_SEED = [{'dataset': 'synthetic', 'n': 16, 'size': [256, 512], 'max_disp': 64}]
+CASES = {   # name: (job kind, parameters = the experiment's YAML with CPU-sized batches and procedural data, timed steps)
+    'pre-training, tiny': ('pretrain', _params('pretrain_mse_tiny.yaml'), 5),
+    'pre-training, seed': ('pretrain', _params('pretrain_mse.yaml', batch_size=2, train_data=SYNTH_SEED, valid_data=[]), 3),
+    'fine-tuning, tiny': ('finetune', _params('finetune_sceneflow_scratch_tiny.yaml'), 5),
+    'fine-tuning, seed': ('finetune', _params('finetune_sceneflow_scratch.yaml', batch_size=2, train_data=SYNTH_SEED, valid_data=[]), 2),
 }
 
 
-def main():
+def main(cases=CASES):
+    if THREADS: torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    print(f'CPU, {torch.get_num_threads()} threads, torch {torch.__version__}\n')
-    print('| preset | params (M) | data, main process (s) | forward (s) | backward (s) | optimizer (s) | step (s) | data wait, 2 workers (s) | loader keeps up |')
-    print('|---|---|---|---|---|---|---|---|---|')
-    for name, params in CASES.items():
-        params = {**params, 'runs_dir': '/tmp/bench_train', 'steps': 100, 'progress': False}
-        r0 = step_breakdown(params, steps=3, workers=0)
-        r2 = step_breakdown(params, steps=3, workers=2)
-        compute = r0['forward'] + r0['backward'] + r0['optimizer']
-        print(f"| {name} | {r0['params']:.1f} | {r0['data']:.3f} | {r0['forward']:.3f} | {r0['backward']:.3f} | {r0['optimizer']:.3f} "
-              f"| {compute + r0['data']:.3f} | {r2['data']:.3f} | {'yes' if r2['data'] < 0.1 * compute else 'no'} "
-              f"({r2['data'] / compute:.0%} of compute) |", flush=True)
+    cores = os.cpu_count()
+    print(f'CPU, {torch.get_num_threads()} threads, {cores} cores, torch {torch.__version__}, fp32, '
+          f'load average {os.getloadavg()[0]:.2f} at start. Median over the timed steps, after one warm-up step.\n')
+    print('| job, preset | batch | timed steps | params (M) | data, main process (s) | data wait, workers (s) | forward (s) | backward (s) '
+          '| optimizer (s) | step (s) | loader keeps up (wait < 10 % of compute) |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
+    for name, (kind, params, steps) in cases.items():
+        workers = min(int(params.get('num_workers', 2)), cores)    # the experiment's workers, at most the cores
+        raw = data_cost(kind, params)
+        r = step_breakdown(kind, params, steps=steps, workers=workers)
+        waits = [(workers, r['data'])]
+        if workers != cores: waits.append((cores, step_breakdown(kind, params, steps=steps, workers=cores)['data']))
+        compute = r['forward'] + r['backward'] + r['optimizer']
+        wait = ', '.join(f"{d:.3f} ({w} worker{'s' * (w != 1)})" for w, d in waits)
+        verdict = '; '.join(f"{'yes' if d < 0.1 * compute else 'no'} with {w}: {d / compute:.0%}" for w, d in waits)
+        print(f"| {name} | {r['batch']} | {steps} | {r['params']:.1f} | {raw:.3f} | {wait} | {r['forward']:.3f} | {r['backward']:.3f} "
+              f"| {r['optimizer']:.3f} | {r['total']:.3f} | {verdict} of compute |", flush=True)
+    print(f'\nLoad average at the end: {os.getloadavg()[0]:.2f}.')
 
 
 if __name__ == '__main__':
