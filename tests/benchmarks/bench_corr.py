@@ -5,6 +5,7 @@ multiple of 32, so 504×728 at 1/4). Each measurement runs in its own process, s
 (`ru_maxrss`) is its own; the extra memory is that peak minus the resident size once the two feature maps exist.
 The time of one update-block iteration (three GRU levels, default sizes) at the same resolution gives the scale
 of the whole decoder: the last table compares `reg` and `alt` over 32 iterations of lookup + update.
+Times are CPU seconds of one-thread processes (see `bench_disparity.py`).
 Usage: `[BENCH_THREADS=n] python tests/benchmarks/bench_corr.py [--quick]` (or through `tests/benchmarks/run.py corr`).
 """
 import json, math, os, resource, subprocess, sys, time
@@ -13,7 +14,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SIZES = {'384×768': (96, 192), 'Middlebury-F (2016×2912)': (504, 728)}
 ITERS = 32
-THREADS = int(os.environ.get('BENCH_THREADS', 0))  # 0: torch's default; BENCH_THREADS=1 on a crowded machine
+THREADS = int(os.environ.get('BENCH_THREADS', 1))  # one thread, timed in CPU seconds (steady on a shared machine)
+clock = time.process_time  # CPU time: with one thread, the cost on a core of its own; compare wall times when THREADS > 1
 
 
 def _rss_bytes() -> int:
@@ -36,9 +38,9 @@ def measure_corr(H, W, impl, lookups):
     fl, fr = torch.randn(1, 256, H, W, generator=g), torch.randn(1, 256, H, W, generator=g)
     disp = _disparity(H, W)
     base = _rss_bytes()
-    t0 = time.perf_counter(); corr = CorrPyramid1D(fl, fr, impl=impl); t1 = time.perf_counter()
+    t0 = clock(); corr = CorrPyramid1D(fl, fr, impl=impl); t1 = clock()
     for _ in range(lookups): out = corr(disp)
-    t2 = time.perf_counter()
+    t2 = clock()
     assert out.shape == (1, 36, H, W)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return dict(build=t1 - t0, lookup=(t2 - t1) / lookups, extra=peak - base, peak=peak)
@@ -57,7 +59,7 @@ def measure_update(H, W, repeats):
     times = []
     with torch.no_grad():
         for _ in range(repeats):
-            t0 = time.perf_counter(); block(net, ctx, corr, disp); times.append(time.perf_counter() - t0)
+            t0 = clock(); block(net, ctx, corr, disp); times.append(clock() - t0)
     return dict(update=min(times))
 
 
@@ -71,7 +73,7 @@ def _run(kind, *args):
 
 def main(quick=False):
     import torch
-    print(f'torch {torch.__version__}, {THREADS or torch.get_num_threads()} threads, fp32 CPU; {ITERS} iterations; '
+    print(f'torch {torch.__version__}, {THREADS or torch.get_num_threads()} threads, fp32 CPU, times in CPU seconds, load average {os.getloadavg()[0]:.1f}; {ITERS} iterations; '
           f'features (1, 256, H/4, W/4); peak = max RSS of a fresh process, extra = peak − RSS with the features\n')
     sizes = dict(list(SIZES.items())[:1]) if quick else SIZES
     rows = {}
