@@ -14,7 +14,6 @@ the ViT-L preset is measured too (its bound is about 3.2x). The counted FLOPs (F
 are printed next to this analytic bound.
 """
 import os, statistics, sys, time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,25 +26,33 @@ from stereomae.mae import PRESETS, build_mae
 THREADS = int(os.environ.get('BENCH_THREADS', 0))   # 0: torch's default; BENCH_THREADS=1 on a crowded machine (steps and matmul alike)
 
 
-def step_cost(preset: str, ratio: float, batch: int = 2, repeats: int = 3, seed: int = 0) -> dict:
-    "Time `repeats` training steps (after one warm-up) and count the FLOPs of one (forward + backward)."
-    cfg = replace(PRESETS[preset], mask_ratio=ratio, loss_region='masked' if ratio > 0 else 'all')
+def step_costs(preset: str, batch: int = 2, repeats: int = 3, seed: int = 0) -> dict:
+    """Time `repeats` masked and `repeats` unmasked training steps of one model, alternating (after one warm-up each),
+    and count the FLOPs of one of each (forward + backward). Alternating makes both see the same load from other jobs.
+
+    The unmasked step is the same model with `mask_ratio` 0 and the loss on all patches (what `loss_region='all'` builds)."""
+    cfg = PRESETS[preset]
     torch.manual_seed(seed)
     model = build_mae(cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
     g = torch.Generator().manual_seed(seed)
     H, W = cfg.img_size
     left, right = torch.rand(batch, 3, H, W, generator=g), torch.rand(batch, 3, H, W, generator=g)
+    ratios = (cfg.mask_ratio, 0.0)
 
-    def step():
+    def step(ratio):
+        model.mask_ratio, model.loss.region = ratio, 'masked' if ratio > 0 else 'all'
         out = model(left, right, generator=g)
         opt.zero_grad(set_to_none=True); out.loss.backward(); opt.step()
 
-    with FlopCounterMode(display=False) as fc: step()          # also the warm-up
-    times = []
+    flops, times = {}, {r: [] for r in ratios}
+    for r in ratios:
+        with FlopCounterMode(display=False) as fc: step(r)      # also the warm-up
+        flops[r] = fc.get_total_flops()
     for _ in range(repeats):
-        t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
-    return dict(flops=fc.get_total_flops(), best=min(times), median=statistics.median(times), batch=batch)
+        for r in ratios:
+            t0 = time.perf_counter(); step(r); times[r].append(time.perf_counter() - t0)
+    return {r: dict(flops=flops[r], best=min(times[r]), median=statistics.median(times[r]), batch=batch) for r in ratios}
 
 
 def layer_flops(T: int, D: int, mlp_ratio: float = 4.0) -> float:
@@ -71,8 +78,8 @@ def main(presets=(('seed', 2, 3), ('vit-l', 1, 2), ('tiny', 2, 10))):
     peaks = [matmul_peak()]
     res = {}
     for preset, batch, repeats in presets:
-        for ratio in (PRESETS[preset].mask_ratio, 0.0):
-            r = res[preset, ratio] = step_cost(preset, ratio, batch=batch, repeats=repeats)
+        for ratio, r in step_costs(preset, batch=batch, repeats=repeats).items():
+            res[preset, ratio] = r
             print(f"measured {preset} ratio {ratio}: best {r['best']:.3f} s, {r['flops'] / 1e9:.1f} GFLOP, "
                   f"load average {os.getloadavg()[0]:.2f}", flush=True)
         peaks.append(matmul_peak())                       # between cases: the best of the run is the ceiling
