@@ -37,6 +37,8 @@ def test_tutorial_tiny(tmp_path):
         for k in ('syn_epe', 'syn_bad2', 'real_epe', 'real_bad2'): assert math.isfinite(row[k]), (row, k)
     assert '| MIM (mse) |' in res['table'] and '| scratch |' in res['table'] and '±' in res['table']
     assert 'spread' in res['summary'][0]
+    assert '| *constant map (no matching)* |' in res['table'] and all(math.isfinite(v) for v in res['baseline'].values())
+    assert any('Against no matching' in line for line in res['summary'])
     assert math.isfinite(res['cpu_seconds']) and res['cpu_seconds'] > 0 and res['threads'] >= 1
     # what the reader sees: the outputs of the executed notebook, not its source
     outs = [o for c in json.loads((tmp_path / 'run.ipynb').read_text())['cells'] if c['cell_type'] == 'code' for o in c['outputs']]
