@@ -13,9 +13,10 @@
 2. Metric throughput: `MetricAccumulator.update` on F-sized prediction/ground truth (random values), i.e. the whole
    per-image cost of `evaluate` except the model, in pairs per second, next to the model's time for one pair.
 
-Usage: `[BENCH_THREADS=n] [BENCH_QUICK=1] [BENCH_MEM_GB=10] python tests/benchmarks/bench_eval.py` (or
-`tests/benchmarks/run.py eval`). BENCH_QUICK=1 divides every size by 4 (a smoke run). Times are wall clock and CPU seconds; the header gives the date,
-the load average and the device (no GPU is used).
+Usage: `[BENCH_THREADS=n] [BENCH_QUICK=1] [BENCH_MEM_GB=10] [BENCH_ONLY='tiled F,whole F'] python
+tests/benchmarks/bench_eval.py` (or `tests/benchmarks/run.py eval`); BENCH_ONLY must name 'tiled F'. BENCH_QUICK=1
+divides every size by 4 (a smoke run). Times are wall clock and CPU seconds; the header gives the date, the load
+average and the device (no GPU is used). The metric table comes first (it takes seconds), then one line per model run.
 """
 import json, os, subprocess, sys, time
 import torch
@@ -27,7 +28,7 @@ F_SIZE = (497, 741) if QUICK else (1988, 2964)       # MiddEval3 full resolution
 H_SIZE = (F_SIZE[0] // 2, F_SIZE[1] // 2)
 TILE, OVERLAP, MAX_DISP = (768, 1024), (64, 320), 256  # tiles overlap horizontally by more than the largest disparity
 ITERS = 3
-CONFIGS = {'whole H': (H_SIZE, False), 'whole F': (F_SIZE, False), 'tiled F': (F_SIZE, True)}
+CONFIGS = {'tiled F': (F_SIZE, True), 'whole F': (F_SIZE, False), 'whole H': (H_SIZE, False)}   # the one that must fit first
 
 
 def build_model():
@@ -93,15 +94,22 @@ def header() -> str:
 
 def main():
     print(header() + '\n', flush=True)
+    print('| metrics only (MetricAccumulator.update) | pairs/s (wall) | pairs/s (CPU time) | CPU ms/pair |\n|---|---|---|---|')
+    rates = {}
+    for p in ('middlebury_F', 'kitti2015', 'scared'):
+        rate, cpu = rates[p] = metric_rate(p)
+        print(f'| {p} | {rate:.2f} | {cpu:.2f} | {1000 / cpu:.0f} |', flush=True)
+    print()
     runs = {}
     for config in CONFIGS:
+        if os.environ.get('BENCH_ONLY') and config not in os.environ['BENCH_ONLY'].split(','): continue
         r = subprocess.run([sys.executable, __file__, '--child', config, str(ITERS)], capture_output=True, text=True,
                            timeout=3600)
         if r.returncode != 0: raise SystemExit(f'{config} run failed:\n{r.stderr[-2000:]}')
         runs[config] = x = json.loads(r.stdout.strip().splitlines()[-1])
         print(f"  {config}: {x['wall']:.0f} s wall, {x['cpu']:.0f} s CPU, {x['peak_mb']:.0f} MB peak"
               f"{' (' + x['error'] + ')' if 'error' in x else ''} ({time.strftime('%H:%M', time.gmtime())}, "
-              f"load {os.getloadavg()[0]:.1f})", flush=True)
+              f"load {os.getloadavg()[0]:.1f})\n    {json.dumps(x)}", flush=True)
     print(f"\nmodel: {runs['tiled F']['model']}; tiles of {TILE[0]}×{TILE[1]} overlapping by {OVERLAP[0]}×{OVERLAP[1]} "
           f"(largest disparity {MAX_DISP} px)\n")
     print(f'| predict_disparity | tiles | peak RSS (MB) | {ITERS} iterations, wall / CPU (s) | one iteration (all tiles), '
@@ -115,11 +123,8 @@ def main():
               f"| {x['iter_wall']:.1f} / {x['iter_cpu']:.1f} | {est[config]['wall']:.0f} / {est[config]['cpu']:.0f} |")
     print(f"\n(resident memory after imports, model and inputs, before the call: {runs['tiled F']['before_mb']:.0f} MB)")
     model_cpu = est['tiled F']['cpu']
-    print('\n| metrics only (MetricAccumulator.update) | pairs/s (wall) | pairs/s (CPU time) | CPU ms/pair '
-          '| share of the tiled 32-iteration model CPU time |\n|---|---|---|---|---|')
-    for p in ('middlebury_F', 'kitti2015', 'scared'):
-        rate, cpu = metric_rate(p)
-        print(f'| {p} | {rate:.2f} | {cpu:.2f} | {1000 / cpu:.0f} | {100 / cpu / model_cpu:.3f} % |')
+    print('\nMetrics next to the model (CPU time per pair): ' + ', '.join(
+        f'{p} {100 / cpu / model_cpu:.3f} %' for p, (_, cpu) in rates.items()) + ' of one tiled 32-iteration prediction')
     print(f"\n(finished {time.strftime('%H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f})")
 
 
