@@ -512,7 +512,8 @@ def _optimizer_step(model, opt, sched, scaler, cfg)->float:
 
 # %% ../nbs/10_train.ipynb #18be6a88
 def _progress(cfg, info, start, total):
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # a text bar on stderr: it updates in place in JupyterLab and is readable in papermill's
+                               # --log-output and output notebooks (tqdm.auto's widget bar shows nothing in a log)
     return tqdm(total=total, initial=start, disable=not (cfg.progress and info.main), desc=f'{cfg.experiment}/{cfg.name}',
                 unit='step', dynamic_ncols=True, mininterval=1.0)
 

@@ -24,7 +24,7 @@ def _env():
 
 
 def papermill(nb: str, out: Path, yaml: str, cwd: Path, **params):
-    args = [sys.executable, '-m', 'papermill', str(EXP / nb), str(out), '-f', str(CONFIGS / yaml), '--cwd', str(cwd), '-k', 'python3']
+    args = [sys.executable, '-m', 'papermill', str(EXP / nb), str(out), '-f', str(CONFIGS / yaml), '--cwd', str(cwd), '-k', 'python3', '--log-output']
     for k, v in params.items(): args += ['-p', k, str(v)]
     return subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=900)
 
@@ -58,6 +58,8 @@ def test_pretrain_finetune_evaluate_predict_notebooks(tmp_path):
     "Stage 1 under papermill writes its notebook and checkpoints; stage 2 starts from its encoder; the result is evaluated and used."
     r = papermill('pretrain.ipynb', tmp_path / 'pretrain.ipynb', 'pretrain_mse_tiny.yaml', tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert 'pretrain/mse-tiny: 100%' in r.stderr and '12/12' in r.stderr, r.stderr[-3000:]   # the progress bar, in the log
+    assert 'pretrain/mse-tiny: 100%' in _outputs_text(tmp_path / 'pretrain.ipynb')          # and in the output notebook
     run = tmp_path / 'runs' / 'pretrain' / 'mse-tiny'
     assert (tmp_path / 'pretrain.ipynb').exists() and (run / 'checkpoints' / 'step_0000012.pt').exists()
     assert (run / 'weights.safetensors').exists() and (run / 'config.yaml').exists()
