@@ -12,14 +12,12 @@ import json, math, os, resource, subprocess, sys, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_matmul import rss_bytes  # noqa: E402
 SIZES = {'384×768': (96, 192), 'Middlebury-F (2016×2912)': (504, 728)}
 ITERS = 32
 THREADS = int(os.environ.get('BENCH_THREADS', 1))  # one thread, timed in CPU seconds (steady on a shared machine)
 clock = time.process_time  # CPU time: with one thread, the cost on a core of its own; compare wall times when THREADS > 1
-
-
-def _rss_bytes() -> int:
-    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
 def _disparity(H, W):
@@ -37,7 +35,7 @@ def measure_corr(H, W, impl, lookups):
     g = torch.Generator().manual_seed(0)
     fl, fr = torch.randn(1, 256, H, W, generator=g), torch.randn(1, 256, H, W, generator=g)
     disp = _disparity(H, W)
-    base = _rss_bytes()
+    base = rss_bytes()
     t0 = clock(); corr = CorrPyramid1D(fl, fr, impl=impl); t1 = clock()
     for _ in range(lookups): out = corr(disp)
     t2 = clock()

@@ -33,6 +33,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_matmul import matmul_gflops, rss_bytes  # noqa: E402
 THREADS = int(os.environ.get('BENCH_THREADS', 1))  # one thread: its CPU time is the pair's cost (see above)
 clock = time.process_time
 ITERS, PROBE = 32, 4
@@ -41,9 +43,6 @@ REFERENCE = dict(size=(384, 768), secs=34.0, extra_gb=1.0)  # RAFT-Stereo's publ
 
 
 # ---------------------------------------------------------------- memory of this process
-def _rss() -> int:
-    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
 def _reset_peak():
     "Reset the kernel's resident high-water mark of this process to the current resident size."
     import ctypes
@@ -96,7 +95,7 @@ def job_features(backbone, H, W, out, preset='base'):
     model = build(backbone, 'reg', H, W, preset=preset)
     g = torch.Generator().manual_seed(0)
     left, right = torch.rand(1, 3, H, W, generator=g), torch.rand(1, 3, H, W, generator=g)
-    base = _rss(); _reset_peak()
+    base = rss_bytes(); _reset_peak()
     with torch.no_grad():
         t0, w0 = clock(), time.perf_counter()
         (l, size), (r, _) = pad_to_multiple(left, model.pad_multiple), pad_to_multiple(right, model.pad_multiple)
@@ -112,7 +111,7 @@ def job_decode(backbone, impl, H, W, features, iters=PROBE, raft_work=False, pre
     torch.set_num_threads(THREADS)
     model = build(backbone, impl, H, W, preset=preset)
     if raft_work: raft_stereo_work(model)
-    base = _rss(); _reset_peak()
+    base = rss_bytes(); _reset_peak()
     f = torch.load(features, weights_only=True)
     with torch.no_grad(): r = _timed_decode(model, f, iters)
     return dict(r, peak=_peak() - base)
@@ -150,7 +149,7 @@ def job_direct(backbone, impl, H, W, iters=ITERS):
     model = build(backbone, impl, H, W)
     g = torch.Generator().manual_seed(0)
     left, right = torch.rand(1, 3, H, W, generator=g), torch.rand(1, 3, H, W, generator=g)
-    base = _rss(); _reset_peak()
+    base = rss_bytes(); _reset_peak()
     with torch.no_grad():
         t0, w0 = clock(), time.perf_counter(); out = model(left, right, iters=iters)
         secs, wall = clock() - t0, time.perf_counter() - w0
@@ -179,13 +178,7 @@ def job_matmul(n=1024, repeats=10):
     "This process's fp32 matmul rate in GFLOP per CPU second (and per wall second), best of `repeats`."
     import torch
     torch.set_num_threads(THREADS)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best_cpu = best_wall = float('inf')
-    for _ in range(repeats):
-        t0, w0 = clock(), time.perf_counter(); a @ b
-        best_cpu, best_wall = min(best_cpu, clock() - t0), min(best_wall, time.perf_counter() - w0)
-    return dict(cpu=2 * n**3 / best_cpu / 1e9, wall=2 * n**3 / best_wall / 1e9)
+    return dict(cpu=matmul_gflops(n, repeats, clock=clock), wall=matmul_gflops(n, repeats))
 
 JOBS = dict(features=job_features, decode=job_decode, direct=job_direct, flops=job_flops, compare=job_compare,
             matmul=job_matmul)
