@@ -1,5 +1,6 @@
 "Benchmarks have one home: `tests/benchmarks/run.py` finds every `bench_*.py`, each with a `main()`."
 import importlib.util, subprocess, sys
+import pytest
 from conftest import REPO
 
 BENCH = REPO / 'tests' / 'benchmarks'
@@ -28,3 +29,100 @@ def test_runner_prints_markdown_tables():
     assert '## bench_matmul' in r.stdout and '| fp32 CPU | 1024 |' in r.stdout
     r = subprocess.run([sys.executable, str(BENCH / 'run.py'), 'nosuch'], capture_output=True, text=True)
     assert r.returncode != 0 and 'no benchmark named' in r.stderr
+
+
+# ---------------------------------------------------------------- bench_disparity.decoder_memory
+# hand counts at a padded 128×256 image, fp32 (4 bytes), batch 1
+HAND = {
+    # RAFT-Stereo defaults: 1/4 -> 32×64 = 2048 px, GRU levels 2048, 16×32 = 512, 8×16 = 128 px, 128 channels each
+    'default': (dict(), dict(
+        net=4 * 128 * (2048 + 512 + 128), inp=4 * 3 * 128 * (2048 + 512 + 128), disp=4 * 2048, taps=4 * 4 * 9 * 2048,
+        pyramid=4 * 2048 * ((64 + 20) + (32 + 20) + (16 + 20) + (8 + 20)),  # W_l + 2·(2R+2) columns per level
+        features=4 * 2 * 256 * 2048, raw=4 * 2 * 128 * (2048 + 512 + 128))),
+    # 1/8 -> 16×32 = 512 px, second GRU level 8×16 = 128 px; hidden 128 (finest), 96; 2 levels of radius 3
+    'small': (dict(n_downsample=3, n_gru_layers=2, hidden_dims=(64, 96, 128), corr_levels=2, corr_radius=3), dict(
+        net=4 * (128 * 512 + 96 * 128), inp=4 * 3 * (128 * 512 + 96 * 128), disp=4 * 512, taps=4 * 2 * 7 * 512,
+        pyramid=4 * 512 * ((32 + 16) + (16 + 16)), features=4 * 2 * 256 * 512, raw=4 * 2 * (128 * 512 + 96 * 128))),
+}
+
+
+def _bench_disparity():
+    sys.path.insert(0, str(BENCH))
+    return _load(BENCH / 'bench_disparity.py')
+
+
+def _parts(m, impl):
+    "The accounting's parts in the short names of HAND."
+    short = {'GRU hidden states (net)': 'net', 'context biases z, r, q (inp)': 'inp', 'disparity at 1/2^n': 'disp',
+             'correlation taps of the iteration': 'taps', 'correlation pyramid (reg)': 'pyramid',
+             'left and right features (alt)': 'features'}
+    assert set(m[impl]) == set(short) - {'left and right features (alt)' if impl == 'reg' else 'correlation pyramid (reg)'}
+    return {short[k]: v for k, v in m[impl].items()}
+
+
+@pytest.mark.parametrize('name', list(HAND))
+def test_decoder_memory_by_hand(name):
+    import torch
+    from stereomae.disparity import DisparityModel
+    opts, hand = HAND[name]
+    with torch.device('meta'): options = DisparityModel(**opts).options
+    m = _bench_disparity().decoder_memory(options, (128, 256))
+    common = {k: hand[k] for k in ('net', 'inp', 'disp', 'taps')}
+    assert _parts(m, 'reg') == common | {'pyramid': hand['pyramid']}
+    assert _parts(m, 'alt') == common | {'features': hand['features']}
+    assert m['held'] == dict(reg={'raw (hidden, context) maps': hand['raw'], 'left and right features': hand['features']},
+                             alt={'raw (hidden, context) maps': hand['raw']})
+    need_reg, need_alt = sum(common.values()) + hand['pyramid'], sum(common.values()) + hand['features']
+    assert (m['need_reg'], m['need_alt']) == (need_reg, need_alt)
+    assert m['bound'] == pytest.approx(need_reg / need_alt)
+    assert m['bound_free_features'] == pytest.approx(need_reg / sum(common.values()))
+    assert m['coded'] == pytest.approx((need_reg + hand['raw'] + hand['features']) / (need_alt + hand['raw']))
+    with pytest.raises(ValueError, match='multiples of 32'): _bench_disparity().decoder_memory(options, (100, 256))
+
+
+def _nbytes(ts):
+    "Bytes of the distinct storages behind tensors (chunks of one tensor count once)."
+    seen = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in ts}
+    return sum(seen.values())
+
+
+def _tensors(obj):
+    "The tensor attributes of an object, lists of tensors included."
+    import torch
+    out = []
+    for v in vars(obj).values():
+        if isinstance(v, torch.Tensor): out.append(v)
+        elif isinstance(v, (list, tuple)): out += [t for t in v if isinstance(t, torch.Tensor)]
+    return out
+
+
+@pytest.mark.parametrize('name', list(HAND))
+@pytest.mark.parametrize('impl', ['reg', 'alt'])
+def test_decoder_memory_matches_the_tensors_the_decoder_holds(name, impl, monkeypatch):
+    "The accounting against the real tensors of a run: what the update block gets, what CorrPyramid1D keeps."
+    import torch
+    import stereomae.disparity as sd
+    opts, _ = HAND[name]
+    torch.manual_seed(0)
+    model = sd.DisparityModel(corr_implementation=impl, **opts).eval()
+    seen = {}
+    class Recording(sd.CorrPyramid1D):
+        def __init__(self, *a, **k): super().__init__(*a, **k); seen['corr_fn'] = self
+    monkeypatch.setattr(sd, 'CorrPyramid1D', Recording)
+    hook = model.update_block.register_forward_pre_hook(lambda mod, args: seen.setdefault('args', args))
+    decode = model._decode
+    model._decode = lambda fl, fr, ctx, *a: (seen.setdefault('caller', (fl, fr, ctx)), decode(fl, fr, ctx, *a))[1]
+    g = torch.Generator().manual_seed(0)
+    left, right = torch.rand(1, 3, 128, 256, generator=g), torch.rand(1, 3, 128, 256, generator=g)
+    with torch.no_grad(): model(left, right, iters=2)
+    hook.remove()
+    net, inp, corr, disp = seen['args'][:4]
+    fl, fr, ctx = seen['caller']
+    m = _bench_disparity().decoder_memory(model.options, (128, 256), feature_dim=fl.shape[1])
+    real = dict(net=_nbytes(net), inp=_nbytes([t for level in inp for t in level]), disp=_nbytes([disp]),
+                taps=_nbytes([corr]))
+    real['pyramid' if impl == 'reg' else 'features'] = _nbytes(_tensors(seen['corr_fn']))
+    assert _parts(m, impl) == real
+    held = {'raw (hidden, context) maps': _nbytes([t for level in ctx for t in level])}
+    if impl == 'reg': held['left and right features'] = _nbytes([fl, fr])
+    assert m['held'][impl] == held

@@ -23,6 +23,8 @@ How it measures (everything is a real measurement; only the 32-iteration total i
   RAFT-Stereo's extra work added: the mask head at every iteration (`mask_every_iter`) and one more pooled pyramid
   level built but never read; the memory of each pattern comes from its own process.
   (RAFT-Stereo's 2-channel flow and its grid-sample lookup are not emulated: about 0.4 % and 1.5 % of its iteration.)
+* next to the measured decoder peaks, `decoder_memory` counts the bytes the GRU loop must keep alive with `reg` and
+  with `alt` (read off the code, tested against the tensors a run really holds): the bound on the reg / alt ratio.
 * FLOPs are counted on the meta device (`torch.utils.flop_counter`, convolutions and matrix products) and turned into
   GFLOP/s next to this machine's matmul rate measured in the same run (`bench_matmul.py`).
 
@@ -196,16 +198,74 @@ def run(kind, **kw):
 # ---------------------------------------------------------------- tables
 def _gb(b): return b / 2**30
 
+# ---------------------------------------------------------------- what the decoder must hold
+def decoder_memory(options:dict,      # a DisparityModel's `options` (RAFT_STEREO_DEFAULTS filled in)
+                   padded:tuple,      # (H, W) of the padded image, multiples of 32
+                   feature_dim=256,   # matching-feature channels D
+                   batch=1):
+    """Bytes of the fp32 tensors that must be live during `DisparityModel._decode`'s GRU loop, per part, for `reg`
+    and `alt`; what the code keeps beyond that; and the bounds they put on the reg / alt ratio of peak memory.
+
+    Every term is read off the code: `_decode` keeps the hidden states `net` (tanh of the context encoder's hidden
+    maps, `hidden_dims[2 - k]` channels at level k, finest first) and the biases `inp` (`context_zqr_convs` output,
+    3·hidden channels; its three chunks are views of one tensor); each iteration makes `disp` (1 channel) and the taps
+    `corr_fn(disp)` (levels·(2R+1) channels) at 1/2^n. `CorrPyramid1D` with `reg` keeps `pyramid`: level l is
+    (B, h, w, w // 2^l + 2(2R+2)) float32, the cost with 2R+2 zero columns per side; with `alt` it keeps `feat_l` and
+    `feat_r` (B, D, h, w) and pools the right features chunk by chunk inside the lookup (no pooled copy is kept).
+    GRU level k has the size of `pool2x` applied k times (ceil halving; exact for multiples of 32).
+    `held` is what the code keeps alive though the loop does not need it: the caller (`_forward`, or the benchmark's
+    saved features) holds the raw (hidden, context) maps, and with `reg` also the features the volume was built from."""
+    H, W = padded
+    n, L = options['n_downsample'], options['n_gru_layers']
+    if H % 32 or W % 32: raise ValueError(f"padded is {tuple(padded)}: the model pads to multiples of 32")
+    h, w = H // 2**n, W // 2**n
+    size = lambda k: -(-h // 2**k) * -(-w // 2**k)                  # pixels of GRU level k (1/2^(n+k))
+    hd = [options['hidden_dims'][2 - k] for k in range(L)]           # hidden channels, finest first
+    levels, R = options['corr_levels'], options['corr_radius']
+    f4 = 4 * batch                                                   # bytes per fp32 value and pixel
+    common = {'GRU hidden states (net)': f4 * sum(c * size(k) for k, c in enumerate(hd)),
+              'context biases z, r, q (inp)': f4 * sum(3 * c * size(k) for k, c in enumerate(hd)),
+              'disparity at 1/2^n': f4 * h * w,
+              'correlation taps of the iteration': f4 * levels * (2 * R + 1) * h * w}
+    pyramid = f4 * h * w * sum(w // 2**l + 2 * (2 * R + 2) for l in range(levels))
+    features = f4 * 2 * feature_dim * h * w
+    raw_context = f4 * sum(2 * c * size(k) for k, c in enumerate(hd))
+    reg = {**common, 'correlation pyramid (reg)': pyramid}
+    alt = {**common, 'left and right features (alt)': features}
+    held = dict(reg={'raw (hidden, context) maps': raw_context, 'left and right features': features},
+                alt={'raw (hidden, context) maps': raw_context})
+    need_reg, need_alt = sum(reg.values()), sum(alt.values())
+    return dict(reg=reg, alt=alt, held=held, need_reg=need_reg, need_alt=need_alt,
+                bound=need_reg / need_alt,                             # both at their necessary live set
+                bound_free_features=need_reg / (need_alt - features),  # even if alt's features cost nothing
+                coded=(need_reg + sum(held['reg'].values())) / (need_alt + sum(held['alt'].values())))
+
+def print_accounting(rows):
+    "The decoder's necessary memory next to the measured decoder-half peaks, per size (CNN and ViT rows with reg and alt)."
+    print('\n| backbone | size (padded) | must be live: reg / alt GB | bound reg / alt | as coded (+ held) reg / alt GB | '
+          'its ratio | measured decoder peak reg / alt GB | measured ratio |\n|---|---|---|---|---|---|---|---|')
+    for reg in (r for r in rows if r['impl'] == 'reg'):
+        alt = next((r for r in rows if r['impl'] == 'alt' and (r['backbone'], r['H'], r['W']) ==
+                    (reg['backbone'], reg['H'], reg['W'])), None)
+        if alt is None: continue
+        m = decoder_memory(reg['options'], reg['enc']['padded'], reg['enc']['feat'][1])
+        cr, ca = (m['need_' + k] + sum(m['held'][k].values()) for k in ('reg', 'alt'))
+        (ph, pw), dr, da = reg['enc']['padded'], reg['dec']['peak'], alt['dec']['peak']
+        print(f"| {reg['backbone']} | {reg['H']}×{reg['W']} ({ph}×{pw}) | {_gb(m['need_reg']):.2f} / {_gb(m['need_alt']):.2f} | "
+              f"{m['bound']:.2f}× (features free: {m['bound_free_features']:.2f}×) | {_gb(cr):.2f} / {_gb(ca):.2f} | "
+              f"{m['coded']:.2f}× | {_gb(dr):.2f} / {_gb(da):.2f} | {dr / da:.2f}× |")
+
 def measure_config(backbone, H, W, impls, tmp, preset='base', flops=True):
     "Encoder half once, decoder half per impl; rows of assembled results."
     feats = str(Path(tmp) / f'{backbone}-{H}x{W}.pt')
     enc = run('features', backbone=backbone, H=H, W=W, out=feats, preset=preset)
     fl = run('flops', backbone=backbone, H=H, W=W) if flops and preset == 'base' else None
+    options = build(backbone, 'reg', H, W, device='meta', preset=preset).options  # for `decoder_memory`
     rows = []
     for impl in impls:
         dec = run('decode', backbone=backbone, impl=impl, H=H, W=W, features=feats, preset=preset)
         total = enc['secs'] + dec['secs'] + (ITERS - PROBE) * dec['per_iter']
-        rows.append(dict(backbone=backbone, impl=impl, H=H, W=W, enc=enc, dec=dec, total=total, flops=fl,
+        rows.append(dict(backbone=backbone, impl=impl, H=H, W=W, enc=enc, dec=dec, total=total, flops=fl, options=options,
                          peak=max(enc['peak'], dec['peak']), wall=enc['wall'] + dec['wall']))
     os.remove(feats)
     return rows
@@ -264,6 +324,7 @@ def small_sizes(sizes, rate, argv, tmp):
     for H, W in sizes:
         for backbone in ('cnn', 'vit'): rows += measure_config(backbone, H, W, ('reg', 'alt'), tmp)
     print_rows(rows, rate)
+    print_accounting(rows)
 
     H, W = REFERENCE['size'] if '--quick' not in argv else sizes[-1]
     c = raft_comparison(H, W, tmp)
@@ -297,10 +358,17 @@ def middlebury(rate, tmp):
     print(f'\nMiddlebury-F size {H}×{W}, load average {os.getloadavg()[0]:.1f}:\n')
     mrows = measure_config('cnn', H, W, ('reg', 'alt'), tmp)
     print_rows(mrows, rate)
+    print_accounting(mrows)
     reg, alt = mrows
+    m = decoder_memory(reg['options'], reg['enc']['padded'], reg['enc']['feat'][1])
     print(f"\nalt / reg at {H}×{W}: time {alt['total'] / reg['total']:.2f}×, "
           f"whole-inference peak memory reg / alt {reg['peak'] / alt['peak']:.2f}×, "
-          f"decoder-half peak memory reg / alt {reg['dec']['peak'] / alt['dec']['peak']:.2f}×")
+          f"decoder-half peak memory reg / alt {reg['dec']['peak'] / alt['dec']['peak']:.2f}× "
+          f"(bound {m['bound']:.2f}× with both at the tensors they must hold, {m['coded']:.2f}× with what the code also "
+          f"holds, {m['bound_free_features']:.2f}× if alt's features cost nothing)")
+    for k in ('reg', 'alt'):
+        print(f"{k} must hold: " + ', '.join(f'{name} {_gb(b):.3f} GB' for name, b in m[k].items())
+              + '; the code also holds: ' + ', '.join(f'{name} {_gb(b):.3f} GB' for name, b in m['held'][k].items()))
     v = measure_config('vit', H, W, ('reg',), tmp, preset='tiny')[0]
     print(f"\nViT variant at {H}×{W} (functional check with a tiny ViT, 16×16 patches, position embeddings "
           f"interpolated from a 14×28 grid to {v['enc']['padded'][0] // 16}×{v['enc']['padded'][1] // 16}; "
