@@ -78,6 +78,7 @@ class _Trunk(nn.Module):
                 nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
 
     def trunk(self, x:Tensor)->Tensor:
+        if not torch.is_grad_enabled(): return self._trunk_inplace(x)  # inference: same values, in place (below)
         return self.layer3(self.layer2(self.layer1(self.relu1(self.norm1(self.conv1(x))))))
 
 class FeatureEncoder(_Trunk):
@@ -93,6 +94,57 @@ class FeatureEncoder(_Trunk):
             return self.conv2(self.trunk(left)), self.conv2(self.trunk(right))  # instance norm: per image, same values
         f = self.conv2(self.trunk(torch.cat([left, right])))  # (2B, D, h, w)
         return f.chunk(2)
+
+# %% ../nbs/08_disparity.ipynb #c3d5e7f9
+def _norm_(norm:nn.Module, # a `make_norm` layer
+           x:Tensor,       # (B, C, H, W), overwritten
+          )->Tensor:       # x, normalised (a new tensor only for a BatchNorm in training mode)
+    "Inference: apply `norm` to `x` in place."
+    if isinstance(norm, nn.Identity): return x
+    if isinstance(norm, nn.BatchNorm2d) and not norm.training:  # fixed statistics: an affine map per channel
+        scale = (norm.running_var + norm.eps).rsqrt() * (1 if norm.weight is None else norm.weight)
+        shift = (0 if norm.bias is None else norm.bias) - norm.running_mean * scale
+        return x.mul_(scale[:, None, None]).add_(shift[:, None, None])
+    if isinstance(norm, (nn.InstanceNorm2d, nn.GroupNorm)) and not getattr(norm, 'track_running_stats', False):
+        G = norm.num_groups if isinstance(norm, nn.GroupNorm) else x.shape[1]
+        g = x.unflatten(1, (G, -1))                                     # (B, G, C/G, H, W) view of x
+        var, mean = torch.var_mean(g, dim=(2, 3, 4), unbiased=False, keepdim=True)
+        g.sub_(mean).mul_((var + norm.eps).rsqrt())
+        return x.mul_(norm.weight[:, None, None]).add_(norm.bias[:, None, None]) if norm.affine else x
+    return norm(x)  # a BatchNorm in training mode updates its running statistics: the module does that
+
+def _conv_(conv:nn.Conv2d,      # a 3×3 convolution, stride 1, padding 1, as many outputs as inputs
+           y:Tensor,             # (B, C, H, W) channels-last, overwritten
+           band_bytes:int=2**23, # size of the row bands
+          )->Tensor:             # y holding conv(y)
+    "Inference: `conv(y)` written over `y` band by band of rows (each band reads the original row above it, kept aside)."
+    if (conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, conv.padding_mode) != \
+       ((3, 3), (1, 1), (1, 1), (1, 1), 1, 'zeros') or conv.in_channels != conv.out_channels: return conv(y)
+    B, C, H, W = y.shape
+    rows = max(1, band_bytes // (B * C * W * y.element_size()))
+    zero = y.new_zeros(B, C, 1, W).contiguous(memory_format=torch.channels_last)
+    above = zero                                                      # zero padding above the first row
+    for a in range(0, H, rows):
+        b = min(a + rows, H)
+        band = torch.cat([above, y[:, :, a:b], y[:, :, b:b + 1] if b < H else zero], 2)  # rows a-1 .. b as they were
+        above = y[:, :, b - 1:b].clone()
+        y[:, :, a:b] = F.conv2d(band, conv.weight, conv.bias, padding=(0, 1))
+    return y
+
+def _block_inplace(b:ResidualBlock, x:Tensor)->Tensor:
+    "Inference: `b(x)` with in-place norms, ReLUs and second convolution, and the shortcut added into the output."
+    y = _norm_(b.norm1, b.conv1(x)).relu_()                           # x and y: two maps at most
+    y = _norm_(b.norm2, _conv_(b.conv2, y)).relu_()
+    return y.add_(x if b.downsample is None else _norm_(b.norm3, b.downsample[0](x))).relu_()
+
+def _trunk_inplace(self:_Trunk, x:Tensor)->Tensor:
+    "Inference: `trunk(x)` holding at most two maps of the widest stage (see above); channels-last inside."
+    x = x.contiguous(memory_format=torch.channels_last)   # convolutions on this layout write no reordered copy
+    x = _norm_(self.norm1, self.conv1(x)).relu_()
+    for block in (*self.layer1, *self.layer2, *self.layer3): x = _block_inplace(block, x)
+    return x.contiguous()                                 # (B, 128, H/2^n, W/2^n), the standard layout again
+_Trunk._trunk_inplace = _trunk_inplace
+
 
 # %% ../nbs/08_disparity.ipynb #92a1dd5e
 class ContextEncoder(_Trunk):
