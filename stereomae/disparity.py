@@ -17,10 +17,10 @@ import matplotlib.pyplot as plt
 from .core import check_pair, pad_to_multiple, unpad, amp_dtype, show_disparity, show_error
 
 # %% auto #0
-__all__ = ['NORMS', 'RAFT_STEREO_DEFAULTS', 'RAFT_STEREO_REALTIME', 'make_norm', 'ResidualBlock', 'FeatureEncoder',
-           'ContextEncoder', 'ResidualConvUnit', 'DPTNeck', 'strip_module_prefix', 'raft_stereo_options',
-           'DisparityOutput', 'gru_schedule', 'DisparityModel', 'iteration_predictions', 'show_iterations',
-           'iteration_viewer']
+__all__ = ['NORMS', 'RAFT_STEREO_DEFAULTS', 'RAFT_STEREO_REALTIME', 'make_norm', 'ResidualBlock', 'init_weights',
+           'FeatureEncoder', 'ContextEncoder', 'ResidualConvUnit', 'DPTNeck', 'MatchingStem', 'strip_module_prefix',
+           'raft_stereo_options', 'DisparityOutput', 'gru_schedule', 'DisparityModel', 'iteration_predictions',
+           'show_iterations', 'iteration_viewer']
 
 # %% ../nbs/08_disparity.ipynb #53cfd828
 NORMS = ('batch', 'instance', 'group', 'none')
@@ -55,6 +55,14 @@ class ResidualBlock(nn.Module):
         return self.relu((x if self.downsample is None else self.downsample(x)) + y)
 
 # %% ../nbs/08_disparity.ipynb #cad4a6e4
+def init_weights(module:nn.Module)->nn.Module:
+    "RAFT-Stereo's initialisation: Kaiming-normal convolutions (fan-out, ReLU), unit-scale zero-shift norms."
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) and m.weight is not None:
+            nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+    return module
+
 def _make_stage(cin:int, cout:int, norm:str, stride:int)->nn.Sequential:
     return nn.Sequential(ResidualBlock(cin, cout, norm, stride), ResidualBlock(cout, cout, norm, 1))
 
@@ -71,11 +79,7 @@ class _Trunk(nn.Module):
         self.layer2 = _make_stage(64, 96, norm, 1 + (n_downsample > 1))
         self.layer3 = _make_stage(96, 128, norm, 1 + (n_downsample > 0))
 
-    def _init_weights(self):
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-            elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) and m.weight is not None:
-                nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+    def _init_weights(self): init_weights(self)
 
     def trunk(self, x:Tensor)->Tensor:
         if not torch.is_grad_enabled(): return self._trunk_inplace(x)  # inference: same values, in place (below)
@@ -212,6 +216,21 @@ class DPTNeck(nn.Module):
             out[k] = y
         return out
 
+# %% ../nbs/08_disparity.ipynb #e82becb4
+class MatchingStem(nn.Module):
+    "A light CNN from the image to 1/4 resolution: pixel-accurate, shift-equivariant detail for the ViT's matching features."
+    def __init__(self, dim:int=64): # output channels (the first block has half as many)
+        super().__init__()
+        if dim < 2 or dim % 2: raise ValueError(f"stem_dim is {dim}: an even number of channels, at least 2")
+        self.conv1 = nn.Conv2d(3, dim // 2, 7, stride=2, padding=3)
+        self.norm1 = make_norm('instance', dim // 2)
+        self.layers = nn.Sequential(ResidualBlock(dim // 2, dim // 2, 'instance'), ResidualBlock(dim // 2, dim, 'instance', stride=2),
+                                    ResidualBlock(dim, dim, 'instance'))
+        init_weights(self)
+
+    def forward(self, x:Tensor)->Tensor: # (B, 3, H, W) in [0, 1] -> (B, dim, H/4, W/4)
+        return self.layers(F.relu(self.norm1(self.conv1(2 * x - 1))))
+
 # %% ../nbs/08_disparity.ipynb #9a92e695
 RAFT_STEREO_DEFAULTS = dict(
     hidden_dims=(128, 128, 128),  # GRU hidden/context channels per level, coarsest first (published order)
@@ -309,11 +328,13 @@ class DisparityModel(nn.Module):
                  neck_dims:Sequence[int]=(96, 192, 384, 768), # DPT projection widths at strides 4, 8, 16, 32
                  neck_width:int=256,                 # DPT fused width
                  feature_dim:int=256,                # matching-feature channels
+                 stem_dim:int=0,                     # ViT backbone only: channels of a `MatchingStem` beside the neck (0: none)
                  **options):                         # RAFT-Stereo options, see RAFT_STEREO_DEFAULTS
         super().__init__()
         o = self.options = _check_options(options)
         hd, n, L = o['hidden_dims'], o['n_downsample'], o['n_gru_layers']
         self.backbone = 'cnn' if encoder is None else 'vit'
+        if stem_dim and encoder is None: raise ValueError(f"stem_dim is {stem_dim}: the stem serves the ViT backbone (RAFT-Stereo's CNN has its own)")
         self.context = 'cnn' if encoder is None else (context or 'vit')
         if self.context not in ('cnn', 'vit'): raise ValueError(f"context is {context!r}: 'vit' or 'cnn'")
         if self.backbone == 'vit':
@@ -325,8 +346,10 @@ class DisparityModel(nn.Module):
             if len(self.layers) != 4 or not all(0 <= i < d for i in self.layers):
                 raise ValueError(f"layers is {self.layers}: four block indices in [0, {d})")
             self.neck = DPTNeck(encoder.embed_dim, neck_dims, neck_width)
-            self.feature_head = nn.Sequential(nn.Conv2d(neck_width, neck_width, 3, padding=1), nn.ReLU(inplace=True),
-                                              nn.Conv2d(neck_width, feature_dim, 1))
+            self.stem = MatchingStem(stem_dim) if stem_dim else None
+            c = neck_width + stem_dim  # instance norm as in RAFT-Stereo's fnet: correlations of the same scale
+            self.feature_head = init_weights(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.InstanceNorm2d(c),
+                                                           nn.ReLU(inplace=True), nn.Conv2d(c, feature_dim, 1)))
             if self.context == 'vit':  # per level: hidden state and context from the fused map at 1/4, 1/8, 1/16
                 self.context_heads = nn.ModuleList([nn.Conv2d(neck_width, 2 * hd[2 - k], 3, padding=1) for k in range(L)])
         if self.context == 'cnn': self.cnet = ContextEncoder(hd, hd, o['context_norm'], n)
@@ -369,7 +392,8 @@ def _features(self:DisparityModel, left:Tensor, right:Tensor,  # padded (B, 3, H
     maps_l, maps_r = self.encoder.forward_dense(left, right, layers=self.layers)  # per layer (B, D, h, w)
     maps = [torch.cat(m) for m in zip(maps_l, maps_r)]                            # (2B, D, h, w)
     ys = self.neck(maps, tuple(left.shape[-2:]))                                 # (2B, F, H/s, W/s), s = 4..32
-    fl, fr = self.feature_head(ys[0]).chunk(2)                                   # (B, D, H/4, W/4) each
+    x = ys[0] if self.stem is None else torch.cat([ys[0], self.stem(torch.cat([left, right]))], 1)  # (2B, F + S, H/4, W/4)
+    fl, fr = self.feature_head(x).chunk(2)                                       # (B, D, H/4, W/4) each
     if self.context == 'cnn': ctx = self.cnet(2 * left - 1, levels=L)
     else: ctx = [tuple(head(ys[k][:B]).chunk(2, dim=1)) for k, head in enumerate(self.context_heads)]
     return fl, fr, ctx
