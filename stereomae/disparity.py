@@ -297,9 +297,10 @@ def _option_mismatch(found:dict, opts:dict)->list[str]:
 from .corr import CorrPyramid1D
 from .update import MultiLevelUpdateBlock, convex_upsample, update_block_from_raft_stereo, update_block_to_raft_stereo
 
-def _update_block(o:dict)->MultiLevelUpdateBlock:
+def _update_block(o:dict, motion_dim:int=128, head_dim:int=256)->MultiLevelUpdateBlock:
     return MultiLevelUpdateBlock(hidden_dims=o['hidden_dims'][::-1], n_gru_layers=o['n_gru_layers'],
-                                 corr_channels=o['corr_levels'] * (2 * o['corr_radius'] + 1), factor=2 ** o['n_downsample'])
+                                 corr_channels=o['corr_levels'] * (2 * o['corr_radius'] + 1), factor=2 ** o['n_downsample'],
+                                 motion_dim=motion_dim, head_dim=head_dim)
 
 # %% ../nbs/08_disparity.ipynb #54531dc8
 @dataclass
@@ -329,6 +330,8 @@ class DisparityModel(nn.Module):
                  neck_width:int=256,                 # DPT fused width
                  feature_dim:int=256,                # matching-feature channels
                  stem_dim:int=0,                     # ViT backbone only: channels of a `MatchingStem` beside the neck (0: none)
+                 motion_dim:int=128,                 # update block: motion-encoder width (RAFT-Stereo's 128; smaller for tiny models)
+                 head_dim:int=256,                   # update block: disparity and mask heads' hidden width (RAFT-Stereo's 256)
                  **options):                         # RAFT-Stereo options, see RAFT_STEREO_DEFAULTS
         super().__init__()
         o = self.options = _check_options(options)
@@ -357,7 +360,7 @@ class DisparityModel(nn.Module):
             self.conv2 = nn.Sequential(ResidualBlock(128, 128, 'instance', 1), nn.Conv2d(128, feature_dim, 3, padding=1))
         elif self.backbone == 'cnn': self.fnet = FeatureEncoder(feature_dim, 'instance', n)
         self.context_zqr_convs = nn.ModuleList([nn.Conv2d(hd[2 - k], 3 * hd[2 - k], 3, padding=1) for k in range(L)])
-        self.update_block = _update_block(o)
+        self.update_block = _update_block(o, motion_dim, head_dim)
         self.mask_every_iter = False  # benchmark switch: run the mask head at every iteration, as RAFT-Stereo does
         self._bn_frozen = False
 

@@ -47,20 +47,23 @@ class ConvGRU(nn.Module):
 
 # %% ../nbs/07_update.ipynb #4dd0967e
 class MotionEncoder(nn.Module):
-    "Motion features from the correlation taps and the current disparity: (B, 126 + 1, H, W)."
+    "Motion features from the correlation taps and the current disparity: (B, dim - 2 + 1, H, W), 126 + 1 as published."
     def __init__(self, corr_channels:int=4 * 9, # L·(2R+1) correlation taps
+                 dim:int=128,               # RAFT-Stereo's width: branches of dim/2, output dim - 2 (+ the disparity)
                 ):
         super().__init__()
-        self.convc1 = nn.Conv2d(corr_channels, 64, 1)
-        self.convc2 = nn.Conv2d(64, 64, 3, padding=1)
-        self.convf1 = nn.Conv2d(1, 64, 7, padding=3)  # RAFT-Stereo: 2 input channels (x, y flow)
-        self.convf2 = nn.Conv2d(64, 64, 3, padding=1)
-        self.conv = nn.Conv2d(64 + 64, 128 - 2, 3, padding=1)
-        self.out_dim = 128 - 2 + 1
+        if dim < 4 or dim % 2: raise ValueError(f"motion_dim is {dim}: an even number of channels, at least 4")
+        c = dim // 2
+        self.convc1 = nn.Conv2d(corr_channels, c, 1)
+        self.convc2 = nn.Conv2d(c, c, 3, padding=1)
+        self.convf1 = nn.Conv2d(1, c, 7, padding=3)  # RAFT-Stereo: 2 input channels (x, y flow)
+        self.convf2 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv = nn.Conv2d(c + c, dim - 2, 3, padding=1)
+        self.out_dim = dim - 2 + 1
 
     def forward(self, disp:Tensor, # (B, 1, H, W) current disparity, feature-resolution pixels
                 corr:Tensor,       # (B, L·(2R+1), H, W) correlation taps at x − d
-               )->Tensor:          # (B, 127, H, W)
+               )->Tensor:          # (B, dim - 1, H, W): 127 as published
         cor = F.relu(self.convc2(F.relu(self.convc1(corr))))
         dis = F.relu(self.convf2(F.relu(self.convf1(disp))))
         return torch.cat([F.relu(self.conv(torch.cat([cor, dis], 1))), disp], 1)
@@ -76,10 +79,10 @@ class DisparityHead(nn.Module):
     def forward(self, h:Tensor)->Tensor: # (B, input_dim, H, W) -> (B, 1, H, W)
         return self.conv2(F.relu(self.conv1(h)))
 
-def mask_head(input_dim:int=128, factor:int=4)->nn.Sequential:
+def mask_head(input_dim:int=128, factor:int=4, hidden_dim:int=256)->nn.Sequential:
     "Upsampling-mask logits, 9·factor² channels (`mask.0`, `mask.2`); multiply its output by 0.25."
-    return nn.Sequential(nn.Conv2d(input_dim, 256, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(256, 9 * factor**2, 1))
+    return nn.Sequential(nn.Conv2d(input_dim, hidden_dim, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(hidden_dim, 9 * factor**2, 1))
 
 # %% ../nbs/07_update.ipynb #52b6bb92
 def convex_upsample(disp:Tensor,  # (B, C, H, W) coarse field (disparity: C = 1)
@@ -120,18 +123,21 @@ class MultiLevelUpdateBlock(nn.Module):
                  corr_channels:int=4 * 9,   # L·(2R+1) correlation taps
                  n_gru_layers:int=3,        # GRU levels that run: 1 (1/4), 2 (+1/8) or 3 (+1/16)
                  factor:int=4,              # upsampling factor of the mask head (2^n_downsample)
+                 motion_dim:int=128,        # motion-encoder width (published: 128; the checkpoints need it)
+                 head_dim:int=256,          # hidden channels of the disparity and mask heads (published: 256)
                 ):
         super().__init__()
         if n_gru_layers not in (1, 2, 3): raise ValueError(f"n_gru_layers is {n_gru_layers}: 1, 2 or 3")
         if len(hidden_dims) != 3: raise ValueError(f"hidden_dims is {hidden_dims}: three sizes (1/4, 1/8, 1/16)")
         h4, h8, h16 = hidden_dims
         self.hidden_dims, self.n_gru_layers, self.factor = tuple(hidden_dims), n_gru_layers, factor
-        self.encoder = MotionEncoder(corr_channels)
+        if head_dim < 1: raise ValueError(f"head_dim is {head_dim}: at least 1 channel")
+        self.encoder = MotionEncoder(corr_channels, motion_dim)
         self.gru08 = ConvGRU(h4, self.encoder.out_dim + h8 * (n_gru_layers > 1))
         self.gru16 = ConvGRU(h8, h4 + h16 * (n_gru_layers == 3))
         self.gru32 = ConvGRU(h16, h8)
-        self.flow_head = DisparityHead(h4, 256)
-        self.mask = mask_head(h4, factor)
+        self.flow_head = DisparityHead(h4, head_dim)
+        self.mask = mask_head(h4, factor, head_dim)
 
     def upsample_mask(self, h:Tensor)->Tensor: # (B, hidden_dims[0], H, W) -> (B, 9·factor², H, W)
         "The convex-upsampling logits for the finest state, scaled by 0.25 as published."

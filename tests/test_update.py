@@ -99,3 +99,24 @@ def test_bad_checkpoints_are_named():
     block = MultiLevelUpdateBlock((16, 16, 16), corr_channels=10)
     with pytest.raises(RuntimeError, match='size mismatch'):  # another configuration: torch names the tensor
         block.load_state_dict(update_block_from_raft_stereo(published_state(3, hidden=16, corr_channels=36)))
+
+
+def test_narrow_update_block_has_the_asked_widths_and_runs():
+    "motion_dim / head_dim shrink the published 128 / 256 (for tiny CPU models); the defaults keep the published shapes."
+    wide, narrow = MultiLevelUpdateBlock((16, 16, 16), corr_channels=10), MultiLevelUpdateBlock((16, 16, 16), corr_channels=10,
+                                                                                                   motion_dim=32, head_dim=24)
+    assert wide.encoder.conv.weight.shape == (126, 128, 3, 3) and wide.flow_head.conv1.weight.shape == (256, 16, 3, 3)
+    assert narrow.encoder.convc2.weight.shape == (16, 16, 3, 3) and narrow.encoder.conv.weight.shape == (30, 32, 3, 3)
+    assert narrow.gru08.convz.weight.shape[1] == 16 + 31 + 16  # state + motion (30 + disparity) + the 1/8 state
+    assert narrow.flow_head.conv1.weight.shape == (24, 16, 3, 3) and narrow.mask[0].weight.shape == (24, 16, 3, 3)
+    assert narrow.mask[2].weight.shape == (9 * 16, 24, 1, 1)
+    B, H, W = 2, 8, 12
+    net = [torch.zeros(B, 16, H // s, W // s) for s in (1, 2, 4)]
+    ctx = [[torch.zeros(B, 16, H // s, W // s)] * 3 for s in (1, 2, 4)]
+    out = narrow(net, ctx, torch.randn(B, 10, H, W), torch.rand(B, 1, H, W), upsample_mask=True)
+    assert out.delta.shape == (B, 1, H, W) and out.mask.shape == (B, 9 * 16, H, W)
+    assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in wide.parameters()) / 3
+    with pytest.raises(ValueError, match='motion_dim is 33'): MultiLevelUpdateBlock((16, 16, 16), motion_dim=33)
+    with pytest.raises(ValueError, match='head_dim is 0'): MultiLevelUpdateBlock((16, 16, 16), head_dim=0)
+    with pytest.raises(RuntimeError, match='size mismatch'):  # a narrow block cannot take the published tensors
+        narrow.load_state_dict(update_block_from_raft_stereo(published_state(3, hidden=16)))
