@@ -11,12 +11,14 @@ NEEDS = ('stereomae.mae', 'stereomae.disparity')
 
 
 def test_configs_parse():
-    "Both YAML files set only parameters the notebook declares."
+    "Every YAML file beside the tutorial sets only parameters the notebook declares."
     import yaml
     nb = json.loads(NB.read_text())
     cell = next(c for c in nb['cells'] if 'parameters' in c.get('metadata', {}).get('tags', []))
     declared = {line.split('=')[0].strip() for line in ''.join(cell['source']).splitlines() if '=' in line and not line.startswith(' ')}
-    for cfg in (TINY, TINY.parent / 'full.yaml'):
+    cfgs = sorted(TINY.parent.glob('*.yaml'))
+    assert {c.name for c in cfgs} >= {'tiny.yaml', 'full.yaml', 'cpu_long.yaml'}, cfgs
+    for cfg in cfgs:
         keys = set(yaml.safe_load(cfg.read_text()))
         assert keys <= declared, f'{cfg.name} sets unknown parameters {sorted(keys - declared)}'
 
