@@ -297,7 +297,7 @@ def _option_mismatch(found:dict, opts:dict)->list[str]:
 from .corr import CorrPyramid1D
 from .update import MultiLevelUpdateBlock, convex_upsample, update_block_from_raft_stereo, update_block_to_raft_stereo
 
-def _update_block(o:dict, motion_dim:int=128, head_dim:int=256)->MultiLevelUpdateBlock:
+def _update_block(o:dict, motion_dim:int, head_dim:int)->MultiLevelUpdateBlock:
     return MultiLevelUpdateBlock(hidden_dims=o['hidden_dims'][::-1], n_gru_layers=o['n_gru_layers'],
                                  corr_channels=o['corr_levels'] * (2 * o['corr_radius'] + 1), factor=2 ** o['n_downsample'],
                                  motion_dim=motion_dim, head_dim=head_dim)
