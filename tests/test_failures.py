@@ -1,0 +1,178 @@
+"""The kit's battery of bad inputs: 53 cases, each one call that must fail with a one-line message naming what is at fault.
+
+Each row of `CASES` is a `Case`: an id (`module-what`), a call that takes a scratch folder `tmp` (a `pathlib.Path` in
+which the row writes its bad files), the exception class expected (or a warning class, for the documented cases that
+warn and go on), and a substring of the message. A row passes when the call raises (or warns) that class with a
+message of one line that contains the substring.
+
+To add rows (training, checkpoints, the command line): append them to `CASES` in a section of their own, and change
+the count in the first line of this docstring; `test_the_docstring_states_the_count` keeps the two equal.
+
+Below the table, the write guarantees of `stereomae.core.atomic_write` that a single call cannot show (file modes
+under a umask, the previous version kept, temporary files removed) have tests of their own.
+"""
+import errno, math, os, re, shutil, stat, time, warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stereomae import core, io, masking, losses, metrics, infer
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str                        # module-what, unique
+    call: Callable[[Path], object] # the bad call; `tmp` is a fresh scratch folder
+    raises: type                   # the exception class expected, or a Warning subclass for a documented warning
+    contains: str                  # a substring of the message
+
+
+# ---------------------------------------------------------------------------------------------------- bad files
+
+def pfm(tmp: Path, header: bytes, floats: int) -> Path:
+    "A PFM file with `header` and `floats` little-endian floats after it."
+    p = tmp / 'disp.pfm'
+    p.write_bytes(header + np.arange(floats, dtype='<f4').tobytes())
+    return p
+
+def png(tmp: Path, a: np.ndarray, name: str = 'img.png', mode: str | None = None) -> Path:
+    p = tmp / name
+    (Image.fromarray(a, mode) if mode else Image.fromarray(a)).save(p)
+    return p
+
+def truncated_png(tmp: Path) -> Path:
+    "A 16-bit KITTI disparity PNG cut in half."
+    p = png(tmp, (np.arange(64 * 64).reshape(64, 64) * 7 % 60000).astype(np.uint16), 'disp.png')
+    p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])
+    return p
+
+def falling_things(tmp: Path, depth: np.ndarray) -> Path:
+    (tmp / '_camera_settings.json').write_text('{"camera_settings": [{"intrinsic_settings": {"fx": 768.2}}]}')
+    return png(tmp, depth, '000000.left.depth.png')
+
+def a_file(tmp: Path) -> Path:
+    p = tmp / 'not_a_folder'; p.write_text('a file'); return p
+
+def full_disk(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
+
+def write_pfm_on_full_disk(tmp: Path):
+    "`write_pfm` when the disk fills while the bytes go out."
+    with mock.patch.object(Path, 'write_bytes', full_disk): io.write_pfm(tmp / 'd.pfm', np.ones((2, 2)))
+
+def torch_save_on_full_disk(tmp: Path):
+    "What `torch.save` raises when the disk fills, and a disk that reports no free space."
+    usage = shutil._ntuple_diskusage(100, 100, 0) if hasattr(shutil, '_ntuple_diskusage') else (100, 100, 0)
+    with mock.patch('stereomae.core.shutil.disk_usage', return_value=usage):
+        with core.atomic_write(tmp / 'last.pt', what='checkpoint') as t:
+            t.write_bytes(b'half')
+            raise RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598')
+
+class ConstantModel(torch.nn.Module):
+    "Predicts 1 px everywhere: enough for the checks in front of a model."
+    def __init__(self): super().__init__(); self.w = torch.nn.Parameter(torch.ones(()))
+    def forward(self, left, right, iters=1):
+        return infer.DisparityPrediction(self.w * torch.ones_like(left[:, :1]))
+
+IMG = lambda *shape: torch.full(shape, 0.5)
+GEN = lambda: torch.Generator().manual_seed(0)
+
+
+# ---------------------------------------------------------------------------------------------------- the table
+
+CASES = [
+    # io: files whose size, depth or encoding does not match what the format says
+    Case('io-pfm-more-values-than-header', lambda t: io.read_pfm(pfm(t, b'Pf\n4 2\n-1\n', 16)), ValueError, 'header says 4x2 (8 values), the file holds 16'),
+    Case('io-pfm-fewer-values-than-header', lambda t: io.read_pfm(pfm(t, b'Pf\n4 2\n-1\n', 5)), ValueError, 'the file holds 5'),
+    Case('io-pfm-partial-value', lambda t: io.read_pfm(pfm(t, b'Pf\n4 2\n-1\n\n', 8)), ValueError, '33 bytes'),
+    Case('io-pfm-zero-width', lambda t: io.read_pfm(pfm(t, b'Pf\n0 2\n-1\n', 0)), ValueError, 'header says 0x2'),
+    Case('io-pfm-not-a-pfm', lambda t: io.read_pfm(pfm(t, b'P6\n2 2\n255\n', 3)), ValueError, 'is not a PFM file'),
+    Case('io-pfm-missing', lambda t: io.read_pfm(t / 'nothing.pfm'), FileNotFoundError, "nothing.pfm' does not exist"),
+    Case('io-kitti-8-bit', lambda t: io.read_kitti_disparity(png(t, np.full((4, 4), 200, np.uint8))), ValueError, '8-bit'),
+    Case('io-kitti-8-bit-by-kind', lambda t: io.read_disparity(png(t, np.full((4, 4), 200, np.uint8)), kind='kitti'), ValueError, 'expected 16-bit grey'),
+    Case('io-kitti-truncated', lambda t: io.read_kitti_disparity(truncated_png(t)), ValueError, 'truncated'),
+    Case('io-kitti-write-clips', lambda t: io.write_kitti_disparity(t / 'd.png', np.full((2, 2), 300.)), UserWarning, '4 pixels above 255.996'),
+    Case('io-sintel-write-nan', lambda t: io.write_sintel_disparity(t / 'd.png', np.array([[1., np.nan]])), ValueError, '1 non-finite'),
+    Case('io-sintel-write-negative', lambda t: io.write_sintel_disparity(t / 'd.png', np.array([[1., -2.]])), ValueError, 'negative'),
+    Case('io-sintel-write-too-large', lambda t: io.write_sintel_disparity(t / 'd.png', np.array([[1., 2000.]])), ValueError, 'up to 2000'),
+    Case('io-sintel-rgba', lambda t: io.read_sintel_disparity(png(t, np.zeros((4, 4, 4), np.uint8))), ValueError, 'expected 8-bit RGB'),
+    Case('io-fallingthings-8-bit-depth', lambda t: io.read_fallingthings_disparity(falling_things(t, np.full((4, 4), 9, np.uint8))), ValueError, 'expected 16-bit'),
+    Case('io-write-image-float-0-255', lambda t: io.write_image(t / 'i.png', np.full((2, 2, 3), 200.)), ValueError, 'values in [200, 200]'),
+    Case('io-write-image-nan', lambda t: io.write_image(t / 'i.png', np.full((2, 2), np.nan)), ValueError, 'non-finite'),
+    Case('io-calib-no-cam0', lambda t: io.read_calib((t.joinpath('calib.txt').write_text('baseline=1\n'), t / 'calib.txt')[1]), ValueError, 'no 3x3 cam0'),
+    Case('io-write-into-a-file', lambda t: io.write_pfm(a_file(t) / 'd.pfm', np.ones((2, 2))), OSError, "cannot write the PFM file"),
+    Case('io-write-disk-full', write_pfm_on_full_disk, OSError, "cannot write the PFM file"),
+
+    # core: input checks and writes
+    Case('core-image-0x0', lambda t: core.check_image(IMG(1, 3, 0, 0), 'left'), ValueError, 'left is (1, 3, 0, 0)'),
+    Case('core-image-empty-batch', lambda t: core.check_pair(IMG(0, 3, 4, 4), IMG(0, 3, 4, 4)), ValueError, 'holds no pixel'),
+    Case('core-image-0-255', lambda t: core.check_image(IMG(1, 3, 2, 2) * 255), ValueError, 'must be in [0, 1]'),
+    Case('core-pad-multiple-0', lambda t: core.pad_to_multiple(IMG(1, 3, 2, 2), 0), ValueError, 'multiple must be positive'),
+    Case('core-write-full-disk-torch', torch_save_on_full_disk, OSError, "cannot write the checkpoint"),
+    Case('core-remove-temp-missing-folder', lambda t: core.remove_stale_temp_files(t / 'no_run'), FileNotFoundError, "no_run' does not exist"),
+
+    # masking
+    Case('masking-ratio-1', lambda t: masking.make_mask('tube', 2, 196, 1.0), ValueError, 'ratio is 1.0: must be in [0, 1)'),
+    Case('masking-ratio-negative', lambda t: masking.make_mask('tube', 2, 196, -0.1), ValueError, 'ratio is -0.1'),
+    Case('masking-ratio-nan', lambda t: masking.make_mask('tube', 2, 196, float('nan')), ValueError, 'ratio is nan'),
+    Case('masking-N-0', lambda t: masking.make_mask('independent', 2, 0), ValueError, 'N is 0'),
+    Case('masking-N-float', lambda t: masking.make_mask('independent', 2, 19.5), TypeError, 'N is 19.5'),
+    Case('masking-mode-unknown', lambda t: masking.make_mask('random', 2, 8), ValueError, "mode is 'random'"),
+    Case('masking-hidden-view-2', lambda t: masking.make_mask('cross_view', 2, 8, hidden_view=2), ValueError, 'hidden_view is 2'),
+    Case('masking-generator-int', lambda t: masking.make_mask('tube', 2, 8, 0.5, generator=0), TypeError, 'generator is int'),
+    Case('masking-ratio-hides-nothing', lambda t: masking.make_mask('tube', 2, 196, 0.004), UserWarning, 'hides 0 of 196'),
+    Case('masking-rows-differ', lambda t: masking.visible_indices(torch.tensor([[True, False], [False, False]])), ValueError, 'in different rows'),
+
+    # losses
+    Case('losses-mse-mask-shape', lambda t: losses.masked_mse(torch.zeros(2, 4, 3), torch.zeros(2, 4, 3), torch.zeros(2, 5, dtype=torch.bool)), ValueError, 'mask is (2, 5)'),
+    Case('losses-mse-integer-pred', lambda t: losses.masked_mse(torch.zeros(2, 4, 3, dtype=torch.long), torch.zeros(2, 4, 3), torch.ones(2, 4, dtype=torch.bool)), TypeError, 'pred is torch.int64'),
+    Case('losses-ssim-scales-0', lambda t: losses.ssim_loss(IMG(1, 3, 16, 16), IMG(1, 3, 16, 16), region='all', scales=0), ValueError, 'scales is 0'),
+    Case('losses-ssim-alpha', lambda t: losses.ssim_loss(IMG(1, 3, 16, 16), IMG(1, 3, 16, 16), region='all', alpha=1.5), ValueError, 'alpha is 1.5'),
+    Case('losses-ssim-no-mask', lambda t: losses.ssim_loss(IMG(1, 3, 16, 16), IMG(1, 3, 16, 16)), ValueError, "region='masked' needs a pixel mask"),
+    Case('losses-perceptual-one-channel', lambda t: losses.PerceptualLoss(None, region='all')(IMG(1, 1, 16, 16), IMG(1, 1, 16, 16)), ValueError, 'pred is (1, 1, 16, 16)'),
+    Case('losses-perceptual-too-small', lambda t: losses.PerceptualLoss(None, region='all')(IMG(1, 3, 4, 4), IMG(1, 3, 4, 4)), ValueError, 'at least 8x8'),
+    Case('losses-weight-nan', lambda t: losses.ReconstructionLoss(mse=float('nan')), ValueError, "'mse': nan"),
+    Case('losses-sequence-max-disp-0', lambda t: losses.sequence_loss([IMG(1, 1, 2, 2)], IMG(1, 1, 2, 2), torch.ones(1, 1, 2, 2, dtype=torch.bool), max_disp=0), ValueError, 'max_disp is 0'),
+    Case('losses-sequence-gamma-0', lambda t: losses.sequence_weights(4, gamma=0.), ValueError, 'gamma is 0.0'),
+
+    # metrics: the readers' validity rule (finite and >= 0) holds for the metrics too
+    Case('metrics-gt-all-negative', lambda t: metrics.epe(np.zeros((2, 2)), np.full((2, 2), -11.)), metrics.EmptyMaskWarning, '4 negative'),
+    Case('metrics-accumulator-gt-all-negative', lambda t: metrics.MetricAccumulator('sceneflow').update(np.zeros((2, 2)), np.full((2, 2), -11.)), metrics.EmptyMaskWarning, '4 negative'),
+    Case('metrics-depth-range-empty', lambda t: metrics.depth_metrics(np.ones(4), np.ones(4), min_depth=10, max_depth=1), ValueError, 'min_depth is 10'),
+    Case('metrics-scale-to-0', lambda t: metrics.scale_disparity(torch.ones(1, 1, 4, 4), (0, 4)), ValueError, 'size is (0, 4)'),
+
+    # infer: predict_disparity's input checks
+    Case('infer-predict-0x0', lambda t: infer.predict_disparity(ConstantModel(), IMG(1, 3, 0, 0), IMG(1, 3, 0, 0)), ValueError, 'left is (1, 3, 0, 0)'),
+    Case('infer-predict-0-width', lambda t: infer.predict_disparity(ConstantModel(), np.zeros((4, 0, 3), np.uint8), np.zeros((4, 0, 3), np.uint8)), ValueError, 'left is (1, 3, 4, 0)'),
+    Case('infer-predict-iters-0', lambda t: infer.predict_disparity(ConstantModel(), IMG(1, 3, 4, 4), IMG(1, 3, 4, 4), iters=0), ValueError, 'iters is 0'),
+    Case('infer-predict-tile-0', lambda t: infer.predict_disparity(ConstantModel(), IMG(1, 3, 4, 4), IMG(1, 3, 4, 4), tile=(0, 64)), ValueError, 'tile is (0, 64)'),
+]
+
+
+# ---------------------------------------------------------------------------------------------------- the runner
+
+def test_the_docstring_states_the_count():
+    n = int(re.search(r'battery of bad inputs: (\d+) cases', __doc__)[1])
+    assert n == len(CASES), f'the docstring says {n} cases, the table holds {len(CASES)}: update the docstring'
+    assert len({c.id for c in CASES}) == len(CASES), 'case ids must be unique'
+
+
+@pytest.mark.parametrize('case', CASES, ids=lambda c: c.id)
+def test_bad_input(case, tmp_path):
+    if issubclass(case.raises, Warning):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter('always')
+            case.call(tmp_path)
+        msgs = [str(w.message) for w in seen if issubclass(w.category, case.raises)]
+        assert msgs, f'{case.id}: no {case.raises.__name__}; warnings seen: {[str(w.message) for w in seen]}'
+        msg = next((m for m in msgs if case.contains in m), msgs[0])
+    else:
+        with pytest.raises(case.raises) as info: case.call(tmp_path)
+        msg = str(info.value)
+    assert case.contains in msg, f'{case.id}: expected {case.contains!r} in the message: {msg}'
+    assert '\n' not in msg.strip(), f'{case.id}: the message must be one line: {msg}'
