@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #62f57806
 from __future__ import annotations
-import math, os, random, tempfile, contextlib
+import contextlib, errno, math, os, re, random, secrets, shutil, time
 from pathlib import Path
 from typing import Sequence
 
@@ -14,9 +14,10 @@ from torch import Tensor
 import matplotlib.pyplot as plt
 
 # %% auto #0
-__all__ = ['SHAPE_LETTERS', 'LEFT', 'RIGHT', 'warp_right_to_left', 'check_shape', 'check_image', 'check_pair', 'seed_everything',
-           'as_generator', 'default_device', 'amp_dtype', 'device_info', 'pad_to_multiple', 'unpad', 'atomic_write',
-           'to_numpy', 'show_pair', 'show_disparity', 'show_error', 'draw_pipeline']
+__all__ = ['SHAPE_LETTERS', 'LEFT', 'RIGHT', 'TEMP_FILE_PATTERN', 'warp_right_to_left', 'check_shape', 'check_image',
+           'check_pair', 'seed_everything', 'as_generator', 'default_device', 'amp_dtype', 'device_info',
+           'pad_to_multiple', 'unpad', 'atomic_write', 'remove_stale_temp_files', 'to_numpy', 'show_pair',
+           'show_disparity', 'show_error', 'draw_pipeline']
 
 # %% ../nbs/00_core.ipynb #9c49f5c6
 SHAPE_LETTERS = {
@@ -72,6 +73,8 @@ def check_image(img:Tensor,        # expected (B, 3, H, W) float in [0, 1]
     dims = check_shape(img, 'B 3 H W', name, dims)
     if not torch.is_tensor(img) or not img.is_floating_point():
         raise TypeError(f"{name} must be a float tensor in [0, 1], got {getattr(img, 'dtype', type(img))}")
+    if img.numel() == 0:
+        raise ValueError(f"{name} is {tuple(img.shape)}: it holds no pixel (B, H and W must be at least 1)")
     lo, hi = img.min().item(), img.max().item()
     if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f"{name} has non-finite values")
     if lo < -1e-3 or hi > 1 + 1e-3:
@@ -141,18 +144,82 @@ def unpad(x:Tensor, size:tuple[int, int])->Tensor:
     return x[..., :size[0], :size[1]]
 
 # %% ../nbs/00_core.ipynb #520cb25f
+TEMP_FILE_PATTERN = re.compile(r'^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$')  # `.<final name>.<8 random characters>.tmp`
+_TEMP_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789_'  # tempfile.mkstemp's alphabet, so older temporary files match too
+
+def _umask()->int:
+    "The process's umask, read without changing it where the system allows (Linux), else set and restored at once."
+    with contextlib.suppress(OSError, ValueError):
+        for line in open('/proc/self/status'):
+            if line.startswith('Umask:'): return int(line.split()[1], 8)
+    mask = os.umask(0o022); os.umask(mask)
+    return mask
+
+def _new_temp_file(path:Path)->Path:
+    "Create an empty `.<name>.<random>.tmp` beside `path`, with the mode the umask gives a new file."
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{''.join(secrets.choice(_TEMP_CHARS) for _ in range(8))}.tmp"
+        try: os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)); return tmp
+        except FileExistsError: continue
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {str(path)!r}")
+
+_WRITE_HINTS = {errno.ENOSPC: 'free some space or write elsewhere', errno.EDQUOT: 'free some space or write elsewhere',
+                errno.EROFS: 'choose a writable folder', errno.EACCES: 'choose a writable folder', errno.EPERM: 'choose a writable folder'}
+
+def _write_error(e:OSError, path:Path, what:str)->OSError:
+    "One line naming the file, what it is, the cause and what to do; the errno is kept (so the class: PermissionError, ...)."
+    cause = e.strerror or str(e)
+    if e.errno in (errno.EEXIST, errno.ENOTDIR) and (f := next((p for p in reversed(path.parents) if p.is_file()), None)):
+        cause = f"{str(f)!r} is a file, not a folder"
+    elif e.filename is not None and str(e.filename) != str(path) and not TEMP_FILE_PATTERN.match(Path(e.filename).name):
+        cause += f": {str(e.filename)!r}"  # another file than the one written (a folder on the way, a source)
+    try: kept = '; the previous version is unchanged' if path.is_file() else ''
+    except OSError: kept = ''
+    hint = f" ({_WRITE_HINTS[e.errno]}{kept})" if e.errno in _WRITE_HINTS else f" ({kept[2:]})" if kept else ''
+    msg = f"cannot write the {what} {str(path)!r}: {cause}{hint}"
+    return OSError(e.errno, msg) if e.errno is not None else OSError(msg)
+
+def _disk_full(folder:Path)->bool:
+    with contextlib.suppress(OSError): return shutil.disk_usage(folder).free < 1 << 20
+    return False
+
 @contextlib.contextmanager
-def atomic_write(path:str|Path):
+def atomic_write(path:str|Path,  # the file to (re)write
+                 what:str='file', # what the file is, for error messages: 'checkpoint', 'PFM file', ...
+                ):
     "Context manager yielding a temporary path beside `path`; renamed onto `path` only if the block succeeds."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
+    path, tmp = Path(path), None
     try:
-        yield Path(tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_temp_file(path)
+    except OSError as e: raise _write_error(e, path, what) from e
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())   # the writer may have replaced the file (safetensors: 0600)
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
+    except BaseException as e:
+        with contextlib.suppress(OSError): tmp.unlink()
+        if isinstance(e, OSError): raise _write_error(e, path, what) from e
+        if isinstance(e, Exception) and _disk_full(path.parent):
+            raise _write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path, what) from e
+        raise
+
+# %% ../nbs/00_core.ipynb #e82651f1
+def remove_stale_temp_files(folder:str|Path,     # e.g. a run directory
+                            recursive:bool=True,  # also look in sub-folders
+                            older_than:float=0.,  # keep temporary files modified less than this many seconds ago
+                           )->list[Path]:         # the files removed
+    "Delete the temporary files (`.<name>.<8 random characters>.tmp`) that writes killed half way left in `folder`."
+    folder = Path(folder)
+    if not folder.exists(): raise FileNotFoundError(f"folder {str(folder)!r} does not exist: nothing to clean")
+    if not folder.is_dir(): raise NotADirectoryError(f"{str(folder)!r} is a file: pass the folder to clean")
+    now, removed = time.time(), []
+    for p in (folder.rglob('.*.tmp') if recursive else folder.glob('.*.tmp')):
+        if not TEMP_FILE_PATTERN.match(p.name) or not p.is_file() or p.is_symlink(): continue
+        with contextlib.suppress(FileNotFoundError):
+            if now - p.stat().st_mtime < older_than: continue
+            p.unlink(); removed.append(p)
+    return sorted(removed)
 
 # %% ../nbs/00_core.ipynb #c2f03304
 def to_numpy(x)->np.ndarray:

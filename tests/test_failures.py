@@ -176,3 +176,101 @@ def test_bad_input(case, tmp_path):
         msg = str(info.value)
     assert case.contains in msg, f'{case.id}: expected {case.contains!r} in the message: {msg}'
     assert '\n' not in msg.strip(), f'{case.id}: the message must be one line: {msg}'
+
+
+# ---------------------------------------------------------------------------------------------------- writes
+
+def only_file(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def umask():
+    "Set the process umask for one test, restore it after."
+    old = os.umask(0o022)
+    yield lambda m: os.umask(m)
+    os.umask(old)
+
+
+@pytest.mark.parametrize('mask, mode', [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+@pytest.mark.parametrize('writer', ['text', 'pfm', 'safetensors', 'torch'])
+def test_written_files_follow_the_umask(tmp_path, umask, mask, mode, writer):
+    "Every writer through atomic_write, including safetensors (which makes its own file 0600), ends with the umask's mode."
+    from safetensors.torch import save_file
+    umask(mask)
+    p = tmp_path / f'out.{writer}'
+    if writer == 'pfm': io.write_pfm(p, np.ones((2, 3)))
+    else:
+        with core.atomic_write(p) as t:
+            if writer == 'text': t.write_text('x')
+            elif writer == 'safetensors': save_file({'w': torch.ones(2)}, str(t))
+            else: torch.save({'w': torch.ones(2)}, t)
+    assert stat.S_IMODE(p.stat().st_mode) == mode, oct(p.stat().st_mode)
+    assert only_file(tmp_path) == [p.name]
+
+
+@pytest.mark.parametrize('interrupt', [KeyboardInterrupt, RuntimeError, OSError])
+def test_a_failed_write_keeps_the_previous_version_and_no_temporary_file(tmp_path, interrupt):
+    p = tmp_path / 'weights.bin'
+    with core.atomic_write(p) as t: t.write_bytes(b'version 1')
+    with pytest.raises(interrupt):
+        with core.atomic_write(p) as t:
+            t.write_bytes(b'half of version 2'); raise interrupt('stopped')
+    assert p.read_bytes() == b'version 1' and only_file(tmp_path) == ['weights.bin']
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_version(tmp_path, monkeypatch):
+    p = tmp_path / 'run' / 'last.pt'
+    with core.atomic_write(p, what='checkpoint') as t: t.write_bytes(b'version 1')
+    monkeypatch.setattr(Path, 'write_bytes', full_disk)
+    with pytest.raises(OSError) as info:
+        with core.atomic_write(p, what='checkpoint') as t: t.write_bytes(b'version 2')
+    msg = str(info.value)
+    assert info.value.errno == errno.ENOSPC and '\n' not in msg
+    assert f"cannot write the checkpoint {str(p)!r}: No space left on device" in msg and 'previous version is unchanged' in msg
+    assert p.read_bytes() == b'version 1' and only_file(p.parent) == ['last.pt']
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    "A folder this process cannot create files in: a 0555 folder, or for root (who may write anyway) Linux's /sys."
+    d = tmp_path / 'read_only'; d.mkdir(); d.chmod(0o555)
+    try:
+        try: (d / 'probe').write_text('x')
+        except OSError: yield d; return
+        try: (Path('/sys') / 'stereomae-probe').write_text('x')    # sysfs refuses new files even to root
+        except OSError: yield Path('/sys'); return
+        pytest.skip('no folder here refuses this process a new file')
+    finally: d.chmod(0o755)
+
+
+def test_a_read_only_folder_is_one_line_naming_the_file(read_only_folder):
+    p = read_only_folder / 'disp.pfm'
+    with pytest.raises(PermissionError) as info: io.write_pfm(p, np.ones((2, 2)))
+    msg = str(info.value)
+    assert f"cannot write the PFM file {str(p)!r}" in msg and 'choose a writable folder' in msg and '\n' not in msg
+    assert not p.exists()
+
+
+def test_remove_stale_temp_files(tmp_path):
+    "The pattern of atomic_write's temporary files (and of the kit's older mkstemp ones), nothing else, at any depth."
+    import tempfile
+    run = tmp_path / 'run'; (run / 'checkpoints').mkdir(parents=True)
+    killed = []
+    for folder, name in [(run, 'last.pt'), (run / 'checkpoints', 'step_000100.pt')]:
+        with core.atomic_write(folder / name) as t: t.write_bytes(b'whole')
+        fd, old = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=folder); os.close(fd)   # the older naming
+        killed.append(Path(old))
+        killed.append(folder / f'.{name}.q7_x0z9k.tmp'); killed[-1].write_bytes(b'half')
+    others = [run / 'a.tmp', run / '.a.tmp', run / '.a.ABCDEFGH.tmp', run / '.a.abcdefg.tmp', run / 'a.abcdefgh.tmp']
+    for f in others: f.write_bytes(b'user file')
+    (run / '.dir.abcdefgh.tmp').mkdir()                                                          # a folder, not a file
+    old = time.time() - 7200
+    os.utime(killed[0], (old, old))
+    assert core.remove_stale_temp_files(run, older_than=3600) == [killed[0]]
+    assert core.remove_stale_temp_files(run, recursive=False) == sorted(killed[1:2])
+    assert core.remove_stale_temp_files(run) == sorted(killed[2:])
+    assert all(core.TEMP_FILE_PATTERN.match(k.name) for k in killed)
+    left = sorted(str(p.relative_to(run)) for p in run.rglob('*'))
+    assert left == sorted(['.dir.abcdefgh.tmp', 'checkpoints', 'checkpoints/step_000100.pt', 'last.pt'] + [f.name for f in others])
+    with pytest.raises(NotADirectoryError, match='is a file'): core.remove_stale_temp_files(run / 'last.pt')
