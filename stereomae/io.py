@@ -33,10 +33,14 @@ def read_pfm(path:str|Path, # a .pfm file
     C = 3 if m[1] == b'PF' else 1
     W, H, scale = int(m[2]), int(m[3]), float(m[4])
     if scale == 0: raise ValueError(f"{str(path)!r}: PFM scale is 0 (its sign gives the byte order)")
+    size = f"{W}x{H}" + ('x3' if C == 3 else '')
+    if W < 1 or H < 1: raise ValueError(f"{str(path)!r}: PFM header says {size}: width and height must be at least 1")
     n = W * H * C
     data = raw[m.end():]
-    if len(data) < 4 * n:
-        raise ValueError(f"{str(path)!r} is truncated: header says {W}x{H}x{C} floats ({4*n} bytes), file has {len(data)}")
+    if len(data) != 4 * n:  # never guess: a wrong header or a cut file would be read as a plausible image
+        found = f"{len(data) // 4} values" + (f" and {len(data) % 4} bytes" if len(data) % 4 else '')
+        raise ValueError(f"{str(path)!r} {'is truncated' if len(data) < 4 * n else 'holds more than its header says'}: header says "
+                         f"{size} ({n} values), the file holds {found} after the header ({len(data)} bytes, expected {4 * n})")
     a = np.frombuffer(data, dtype='<f4' if scale < 0 else '>f4', count=n).astype(np.float32)
     a = a.reshape(H, W, C) if C == 3 else a.reshape(H, W)
     return np.ascontiguousarray(a[::-1])
@@ -53,9 +57,14 @@ def write_pfm(path:str|Path,        # destination (.pfm)
     H, W = a.shape[:2]
     head = f"{'PF' if a.ndim == 3 else 'Pf'}\n{W} {H}\n{-abs(scale) if little_endian else abs(scale):g}\n".encode()
     body = np.ascontiguousarray(a[::-1], dtype='<f4' if little_endian else '>f4').tobytes()
-    with atomic_write(path) as t: t.write_bytes(head + body)
+    with atomic_write(path, 'PFM file') as t: t.write_bytes(head + body)
 
 # %% ../nbs/00a_io.ipynb #701e694b
+_MODES = {'1': '1-bit', 'L': '8-bit grey', 'LA': '8-bit grey and alpha', 'P': 'palette', 'RGB': '8-bit RGB',
+          'RGBA': '8-bit RGBA', 'I': '32-bit integer grey', 'I;16': '16-bit grey', 'I;16B': '16-bit grey', 'F': '32-bit float'}
+def _mode(im)->str: return f"mode {im.mode} ({_MODES.get(im.mode, 'other')})"
+_GREY16 = ('I;16', 'I;16B', 'I;16L', 'I')  # how Pillow opens a 16-bit grey PNG
+
 def _open(path:Path, what:str):
     _missing(path, what)
     try:
@@ -77,22 +86,29 @@ def read_image(path:str|Path, # any image Pillow reads (PNG, JPEG, PPM, TIFF, ..
 
 def write_image(path:str|Path, # destination; the format follows the suffix
                 img:np.ndarray, # (H, W, 3) or (H, W) uint8, or float in [0, 1] (scaled by 255); uint16 grey kept 16-bit
+                what:str='image', # what the file is, for error messages
                ):
     "Write an image atomically (used to write samples and test trees)."
     a = np.asarray(img)
-    if a.dtype.kind == 'f': a = np.clip(np.round(a * 255), 0, 255).astype(np.uint8)
+    if a.dtype.kind == 'f':
+        if not np.isfinite(a).all():
+            raise ValueError(f"write_image({str(path)!r}): float image has {a.size - np.count_nonzero(np.isfinite(a))} non-finite values")
+        if a.size and (a.min() < -1e-3 or a.max() > 1 + 1e-3):
+            raise ValueError(f"write_image({str(path)!r}): float image has values in [{a.min():.4g}, {a.max():.4g}]: expected [0, 1] "
+                             "(pass uint8 to write 0..255 as they are)")
+        a = np.clip(np.round(a * 255), 0, 255).astype(np.uint8)
     if a.dtype not in (np.uint8, np.uint16) or a.ndim not in (2, 3):
         raise ValueError(f"write_image({str(path)!r}): image is {a.shape} {a.dtype}, expected (H, W[, 3]) uint8/uint16 or float")
-    with atomic_write(path) as t: Image.fromarray(a).save(t, format=Image.registered_extensions()[Path(path).suffix.lower()])
+    with atomic_write(path, what) as t: Image.fromarray(a).save(t, format=Image.registered_extensions()[Path(path).suffix.lower()])
 
 # %% ../nbs/00a_io.ipynb #9f8ea53c
 def read_kitti_disparity(path:str|Path, # 16-bit PNG holding round(256 d), 0 = no ground truth
                         )->tuple[np.ndarray, np.ndarray]: # disp (H, W) float32, valid (H, W) bool
     "Read a KITTI disparity PNG."
     path = Path(path); im = _open(path, 'KITTI disparity PNG')
+    if im.mode not in _GREY16:  # an 8-bit grey PNG would read as disparities below 1 px
+        raise ValueError(f"{str(path)!r} is not a KITTI disparity PNG: {_mode(im)}, expected 16-bit grey (round(256 d), 0 = no ground truth)")
     a = np.asarray(im)
-    if a.ndim != 2 or a.dtype.kind not in 'iu':
-        raise ValueError(f"{str(path)!r} is not a KITTI disparity PNG: mode {im.mode}, expected 16-bit grey")
     valid = a > 0
     return (a.astype(np.float32) / 256), valid
 
@@ -100,27 +116,39 @@ def write_kitti_disparity(path:str|Path,   # destination .png
                           disp:np.ndarray,  # (H, W) positive pixels; inf/NaN/<= 0 are stored as 0 (no ground truth)
                           valid:np.ndarray|None=None, # optional extra mask: False is stored as 0
                          ):
-    "Write a disparity as a KITTI 16-bit PNG (round(256 d), clipped to 65535; 0 = no ground truth)."
+    "Write a disparity as a KITTI 16-bit PNG (round(256 d), clipped to 65535 with a warning; 0 = no ground truth)."
     d = np.asarray(disp, np.float64)
     if d.ndim != 2: raise ValueError(f"write_kitti_disparity({str(path)!r}): disp is {d.shape}, expected (H, W)")
     ok = np.isfinite(d) & (d > 0) if valid is None else np.isfinite(d) & (d > 0) & np.asarray(valid, bool)
+    if n := np.count_nonzero(ok & (d > 65535 / 256)):
+        warnings.warn(f"write_kitti_disparity({str(path)!r}): {n} pixels above 255.996 px (up to {d[ok].max():.6g}) are stored as "
+                      "255.996, the largest value of KITTI's 16-bit PNG; write a PFM to keep them", stacklevel=2)
     v = np.where(ok, np.clip(np.round(d * 256), 1, 65535), 0).astype(np.uint16)
-    write_image(path, v)
+    write_image(path, v, 'KITTI disparity PNG')
 
 # %% ../nbs/00a_io.ipynb #ef4358f2
 def read_sintel_disparity(path:str|Path, # 8-bit RGB PNG, d = 4R + G/2^6 + B/2^14
                          )->tuple[np.ndarray, np.ndarray]: # disp (H, W) float32, valid (H, W) bool (all True)
     "Read a Sintel stereo disparity PNG."
     path = Path(path); im = _open(path, 'Sintel disparity PNG')
-    if im.mode != 'RGB': raise ValueError(f"{str(path)!r} is not a Sintel disparity PNG: mode {im.mode}, expected 8-bit RGB")
+    if im.mode != 'RGB': raise ValueError(f"{str(path)!r} is not a Sintel disparity PNG: {_mode(im)}, expected 8-bit RGB")
     a = np.asarray(im).astype(np.float32)
     d = a[..., 0] * 4 + a[..., 1] / 2**6 + a[..., 2] / 2**14
     return d, np.ones(d.shape, bool)
 
-def write_sintel_disparity(path:str|Path, disp:np.ndarray):
-    "Write a disparity (0 ≤ d < 1024) in Sintel's RGB encoding."
-    v = np.round(np.clip(np.nan_to_num(np.asarray(disp, np.float64)), 0, 1024 - 2**-14) * 2**14).astype(np.uint32)
-    write_image(path, np.stack([v >> 16, (v >> 8) & 255, v & 255], -1).astype(np.uint8))
+def write_sintel_disparity(path:str|Path,  # destination .png
+                           disp:np.ndarray, # (H, W), every value finite and in [0, 1024)
+                          ):
+    "Write a disparity (0 ≤ d < 1024) in Sintel's RGB encoding, which has no code for 'no ground truth'."
+    d, at = np.asarray(disp, np.float64), f"write_sintel_disparity({str(path)!r}): disp"
+    if d.ndim != 2: raise ValueError(f"{at} is {d.shape}, expected (H, W)")
+    if n := d.size - np.count_nonzero(np.isfinite(d)):
+        raise ValueError(f"{at} has {n} non-finite values: Sintel's encoding has no code for 'no ground truth'; "
+                         "choose what to store (e.g. np.where(valid, disp, 0)) or write a PFM")
+    if n := np.count_nonzero(d < 0): raise ValueError(f"{at} has {n} negative values (down to {d.min():.6g}): Sintel's encoding holds 0 <= d < 1024")
+    if d.size and d.max() >= 1024: raise ValueError(f"{at} has values up to {d.max():.6g}: Sintel's encoding holds 0 <= d < 1024")
+    v = np.round(d * 2**14).astype(np.uint32)
+    write_image(path, np.stack([v >> 16, (v >> 8) & 255, v & 255], -1).astype(np.uint8), 'Sintel disparity PNG')
 
 # %% ../nbs/00a_io.ipynb #72392586
 def read_camera_settings(path:str|Path, # FallingThings `_camera_settings.json`
@@ -139,6 +167,7 @@ def read_fallingthings_disparity(path:str|Path,   # `*.left.depth.png`, 16-bit d
                                 )->tuple[np.ndarray, np.ndarray]:
     "FallingThings depth PNG -> disparity `fx * 6 * 100 / depth` and valid mask."
     path = Path(path); im = _open(path, 'FallingThings depth PNG')
+    if im.mode not in _GREY16: raise ValueError(f"{str(path)!r} is not a FallingThings depth PNG: {_mode(im)}, expected 16-bit grey (depth in 1e-4 m)")
     fx = read_camera_settings(camera_settings or path.parent/'_camera_settings.json')
     return _depth_to_disp(np.asarray(im).astype(np.float64), fx * 6 * 100)
 
@@ -212,4 +241,4 @@ def write_calib(path:str|Path, focal:float, cx:float, cy:float, doffs:float, bas
     cam = lambda x: f"[{g(focal)} 0 {g(x)}; 0 {g(focal)} {g(cy)}; 0 0 1]"
     lines = [f"cam0={cam(cx)}", f"cam1={cam(cx + doffs)}", f"doffs={g(doffs)}", f"baseline={g(baseline)}",
              f"width={width}", f"height={height}", f"ndisp={ndisp}"] + [f"{k}={g(v)}" for k, v in extra.items()]
-    with atomic_write(path) as t: t.write_text('\n'.join(lines) + '\n')
+    with atomic_write(path, 'calibration file') as t: t.write_text('\n'.join(lines) + '\n')
