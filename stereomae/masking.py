@@ -4,6 +4,7 @@
 
 # %% ../nbs/02_masking.ipynb #29a91472
 from __future__ import annotations
+import numbers, warnings
 import torch
 from torch import Tensor
 from .core import LEFT, RIGHT, check_shape
@@ -29,13 +30,24 @@ def make_mask(mode:str,                # 'independent' | 'tube' | 'cross_view'
              )->Tensor:                # (B, 2, N) bool, True = hidden
     "Choose which patches of the left and right views are hidden."
     if mode not in MASK_MODES: raise ValueError(f"mode is {mode!r}: expected one of {MASK_MODES}")
-    if not (0 <= ratio < 1): raise ValueError(f"ratio is {ratio}: must be in [0, 1) (at least one patch stays visible)")
+    for k, v in dict(B=B, N=N).items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral): raise TypeError(f"{k} is {v!r}: expected a whole number")
     if B < 1 or N < 1: raise ValueError(f"B is {B}, N is {N}: both must be positive")
+    try: ratio = float(ratio)
+    except (TypeError, ValueError): raise TypeError(f"ratio is {ratio!r}: expected a number in [0, 1)") from None
+    if not (0 <= ratio < 1): raise ValueError(f"ratio is {ratio}: must be in [0, 1) (at least one patch stays visible)")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator is {type(generator).__name__}: expected a torch.Generator (e.g. torch.Generator().manual_seed(0)) or None")
+    if mode == 'cross_view' and not (hidden_view == 'random' or isinstance(hidden_view, numbers.Integral)
+                                     and not isinstance(hidden_view, bool) and hidden_view in (LEFT, RIGHT)):
+        raise ValueError(f"hidden_view is {hidden_view!r}: expected 0 (left), 1 (right) or 'random'")
     n = int(ratio * N)
+    if n == 0 and ratio > 0:
+        warnings.warn(f"ratio {ratio:g} hides 0 of {N} patches per masked view (int(ratio * N) rounds down): nothing is hidden, "
+                      f"so a loss on hidden patches has nothing to score; use a larger ratio, or 0 to ask for no mask", stacklevel=2)
     if mode == 'independent': return _random_hidden(B, 2, N, n, generator, device)
     if mode == 'tube': return _random_hidden(B, 1, N, n, generator, device).expand(B, 2, N).clone()
     if hidden_view == 'random': hidden_view = int(torch.randint(0, 2, (), generator=generator))
-    if hidden_view not in (LEFT, RIGHT): raise ValueError(f"hidden_view is {hidden_view!r}: expected 0, 1 or 'random'")
     m = torch.zeros(B, 2, N, dtype=torch.bool, device=device)
     m[:, hidden_view] = _random_hidden(B, 1, N, n, generator, device)[:, 0]
     return m
