@@ -43,13 +43,14 @@ def masked_mse(pred:Tensor,           # (..., N, P) predicted patches
     "Mean squared error per patch, averaged over the hidden patches (or all of them)."
     _check_region(region)
     check_shape(pred, '... N P', 'pred')
+    if not pred.is_floating_point(): raise TypeError(f"pred is {pred.dtype}: expected a float tensor of patches")
     if pred.shape != target.shape: raise ValueError(f"pred is {tuple(pred.shape)}, target is {tuple(target.shape)}: shapes must match")
     if mask.shape != pred.shape[:-1]: raise ValueError(f"mask is {tuple(mask.shape)}: expected {tuple(pred.shape[:-1])} (pred without its last axis)")
     if norm_pix: target = norm_pix_target(target)
     per_patch = (pred - target).pow(2).mean(-1)  # (..., N)
     if region == 'all': return per_patch.mean()
     m = mask.to(per_patch.dtype)
-    return (per_patch * m).sum() / m.sum().clamp_min(1)
+    return (per_patch * m).sum() / m.sum()       # NaN when nothing is hidden: a loss over no patch is undefined
 
 # %% ../nbs/04_losses.ipynb #b7cf4671
 def ssim(x:Tensor, y:Tensor,         # (B, C, H, W) images
@@ -87,6 +88,8 @@ def ssim_loss(pred:Tensor,              # (B, 3, H, W) reconstruction
              )->Tensor:                 # scalar
     "Monodepth's SSIM + L1 error averaged over the region, summed over `scales` scales."
     _check_images(pred, target, mask, region)
+    if isinstance(scales, bool) or not isinstance(scales, int) or scales < 1: raise ValueError(f"scales is {scales!r}: expected a whole number >= 1")
+    if not 0 <= alpha <= 1: raise ValueError(f"alpha is {alpha}: the SSIM weight must be in [0, 1] (L1 gets 1 - alpha)")
     H, W = pred.shape[-2:]
     if min(H, W) // 2 ** (scales - 1) < 2:
         raise ValueError(f"pred is {tuple(pred.shape)}: too small for {scales} scales (the coarsest needs at least 2×2 pixels)")
@@ -94,7 +97,7 @@ def ssim_loss(pred:Tensor,              # (B, 3, H, W) reconstruction
     total = pred.new_zeros(())
     for s in range(scales):
         if s: pred, target, w = F.avg_pool2d(pred, 2), F.avg_pool2d(target, 2), F.avg_pool2d(w, 2)
-        total = total + (photometric_map(pred, target, alpha) * w).sum() / w.sum().clamp_min(1e-8)
+        total = total + (photometric_map(pred, target, alpha) * w).sum() / w.sum()   # NaN for an empty mask, as masked_mse
     return total
 
 # %% ../nbs/04_losses.ipynb #c568d4a4
@@ -147,6 +150,8 @@ class PerceptualLoss(nn.Module):
         _check_region(region)
         if unknown := set(layers) - set(VGG16_POOLS): raise ValueError(f"layers has {sorted(unknown)}: choose from {list(VGG16_POOLS)}")
         self.idx = sorted(VGG16_POOLS[l] for l in layers)
+        self.last = max(layers, key=VGG16_POOLS.get)                             # the deepest layer used
+        self.min_size = 2 ** sum(i <= max(self.idx) for i in VGG16_POOLS.values())  # each pooling halves the size
         self.vgg = vgg16_features(weights, max(self.idx))
         self.weights, self.region = dict(pixel=pixel_weight, feature=feature_weight, style=style_weight), region
         self.register_buffer('mean', torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -166,9 +171,12 @@ class PerceptualLoss(nn.Module):
     def terms(self, pred:Tensor, target:Tensor, mask:Tensor|None=None)->dict[str, Tensor]:
         "The three unweighted terms: `pixel`, `feature`, `style`."
         _check_images(pred, target, mask, self.region)
+        check_shape(pred, 'B 3 H W', 'pred')
+        if min(pred.shape[-2:]) < self.min_size:
+            raise ValueError(f"pred is {tuple(pred.shape)}: VGG16 up to {self.last} needs images of at least {self.min_size}x{self.min_size}")
         if self.region == 'masked':
             m = mask.to(pred.dtype)                              # (B, 1, H, W)
-            pixel = ((pred - target).abs() * m).sum() / (m.sum() * pred.shape[1]).clamp_min(1)
+            pixel = ((pred - target).abs() * m).sum() / (m.sum() * pred.shape[1])  # NaN for an empty mask, as masked_mse
             pred = m * pred + (1 - m) * target                   # the reconstruction pasted into the image
         else: pixel = (pred - target).abs().mean()
         with torch.no_grad(): ft = self.features(target)
@@ -202,7 +210,10 @@ class ReconstructionLoss(nn.Module):
         _check_region(region)
         self.weights = {k: float(v) for k, v in dict(mse=mse, ssim=ssim, perceptual=perceptual).items() if v}
         if not self.weights: raise ValueError("mse, ssim and perceptual are all 0: give at least one loss term a weight")
-        if any(v < 0 for v in self.weights.values()): raise ValueError(f"loss weights must be >= 0, got {self.weights}")
+        if any(not (v >= 0 and math.isfinite(v)) for v in self.weights.values()):
+            raise ValueError(f"loss weights must be finite and >= 0, got {self.weights}")
+        if 'ssim' in self.weights and (isinstance(ssim_scales, bool) or not isinstance(ssim_scales, int) or ssim_scales < 1):
+            raise ValueError(f"ssim_scales is {ssim_scales!r}: expected a whole number >= 1")
         if norm_pix and set(self.weights) - {'mse'}:
             raise ValueError(f"norm_pix=True predicts normalised patches, which ssim/perceptual cannot compare with pixels: "
                              f"weights are {self.weights}; use norm_pix with the mse term only")
@@ -229,7 +240,8 @@ def sequence_weights(n:int,           # number of predictions N
                      gamma:float=0.9, # decay per iteration for N = 16
                     )->list[float]:   # weight of prediction i = 1..N
     "RAFT-Stereo's weights γ'^(N−i) with γ' = γ^(15/(N−1)); a single prediction weighs 1."
-    if n < 1: raise ValueError(f"n is {n}: need at least one prediction")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f"n is {n!r}: need at least one prediction")
+    if not 0 < gamma <= 1: raise ValueError(f"gamma is {gamma}: the decay must be in (0, 1] (later predictions weigh more)")
     g = gamma ** (15 / (n - 1)) if n > 1 else 1.0
     return [g ** (n - 1 - i) for i in range(n)]
 
@@ -240,9 +252,10 @@ def sequence_loss(preds:list[Tensor],   # N predictions, each (B, 1, H, W) posit
                  )->tuple[Tensor, dict[str, float]]: # loss, metrics of the last prediction: epe, 1px, 3px, 5px (error rates)
     "Weighted L1 over the sequence of predictions; metrics of the last one."
     if not isinstance(preds, (list, tuple)) or not preds: raise ValueError(f"preds must be a non-empty list of (B, 1, H, W) tensors, got {type(preds).__name__} of length {len(preds) if hasattr(preds, '__len__') else '?'}")
+    if not max_disp > 0: raise ValueError(f"max_disp is {max_disp}: it must be positive (pixels with d >= max_disp do not count)")
     dims = check_shape(disp, 'B 1 H W', 'disp'); check_shape(valid, 'B 1 H W', 'valid', dims)
     for i, p in enumerate(preds): check_shape(p, 'B 1 H W', f'preds[{i}]', dims)
-    valid = (valid if valid.dtype == torch.bool else valid >= 0.5) & torch.isfinite(disp) & (disp.abs() < max_disp)
+    valid = (valid if valid.dtype == torch.bool else valid >= 0.5) & torch.isfinite(disp) & (disp >= 0) & (disp < max_disp)
     d, count = torch.where(valid, disp, 0.0), valid.sum().clamp_min(1)
     loss = disp.new_zeros(())
     for w, p in zip(sequence_weights(len(preds), gamma), preds):
