@@ -31,8 +31,8 @@ def _as_array(x, name:str)->np.ndarray:
     raise TypeError(f"{name} must be a tensor or a NumPy array, got {type(x).__name__}")
 
 def check_disparities(pred,            # predicted disparity, any shape (tensor or array)
-                      gt,              # ground-truth disparity, same shape (NaN/inf = no ground truth)
-                      valid=None,      # optional bool mask, same shape; None = where `gt` is finite
+                      gt,              # ground-truth disparity, same shape (NaN, inf or < 0 = no ground truth)
+                      valid=None,      # optional bool mask, same shape, and-ed with the rule on `gt`
                      )->tuple[np.ndarray, np.ndarray, np.ndarray]: # float32 pred, float32 gt, bool valid
     "Check a prediction against its ground truth: same size, finite prediction; return arrays and the valid mask."
     p, g = _as_array(pred, 'pred'), _as_array(gt, 'gt')
@@ -44,12 +44,23 @@ def check_disparities(pred,            # predicted disparity, any shape (tensor 
     if not finite.all():
         raise ValueError(f"pred has {p.size - np.count_nonzero(finite)} non-finite values (NaN or inf) among {p.size} pixels: "
                          "a model must predict every pixel; mask its output explicitly instead")
-    v = np.isfinite(g)
+    with np.errstate(invalid='ignore'): v = np.isfinite(g) & (g >= 0)   # the readers' rule (00a_io)
     if valid is not None:
         m = _as_array(valid, 'valid')
         if m.shape != g.shape: raise ValueError(f"valid is {m.shape}, gt is {g.shape}: sizes must match")
         v &= m.astype(bool, copy=False)
     return p, g, v
+
+def _why_empty(g:np.ndarray, valid=None, disparity:bool=True)->str:
+    "Why no pixel of `g` is valid: counts of non-finite and negative ground truth and of pixels the mask leaves out."
+    finite = np.isfinite(g)
+    with np.errstate(invalid='ignore'): neg = np.count_nonzero(g < 0)
+    out = [f"{g.size - np.count_nonzero(finite)} non-finite"] if not finite.all() else []
+    if neg: out.append(f"{neg} negative" + (", and disparity is positive on the left view (negate RAFT-Stereo's x-flow)" if disparity else ''))
+    if valid is not None:
+        with np.errstate(invalid='ignore'): left_out = np.count_nonzero(finite & (g >= 0) & ~_as_array(valid, 'valid').astype(bool))
+        if left_out: out.insert(len(out) - bool(neg), f"{left_out} outside the valid mask")   # the sign hint goes last
+    return ', '.join(out) or 'no pixel'
 
 # %% ../nbs/09_metrics.ipynb #6bf3b64e
 DEPTH_METRICS = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3', 'depth_mae')
@@ -80,7 +91,8 @@ def _masked_sum(metric:str, vals:np.ndarray, mask:np.ndarray|None=None)->float:
 def _metric(metric:str, pred, gt, valid=None)->float:
     p, g, v = check_disparities(pred, gt, valid)
     if not v.any():
-        warnings.warn(f"{metric}: the valid mask is empty (0 of {v.size} pixels), the value is NaN", EmptyMaskWarning, 2)
+        warnings.warn(f"{metric}: the valid mask is empty (0 of {v.size} pixels; {_why_empty(g, valid, metric not in DEPTH_METRICS)}), the value is NaN",
+                      EmptyMaskWarning, 3)
         return float('nan')
     return _finish(metric, _masked_sum(metric, _per_pixel(metric, p[v], g[v])) / np.count_nonzero(v))
 
@@ -118,6 +130,7 @@ def depth_metrics(pred_depth, gt_depth, valid=None,
                   max_depth:float=float('inf'),  # true depths at or above are left out; predictions clamped down to it
                  )->dict:                        # abs_rel, sq_rel, rmse, rmse_log, delta1..3, depth_mae
     "Eigen et al. (2014) depth metrics and the mean absolute depth error, over valid pixels."
+    if not min_depth < max_depth: raise ValueError(f"min_depth is {min_depth}, max_depth is {max_depth}: need min_depth < max_depth")
     g = _as_array(gt_depth, 'gt_depth').astype(np.float32)
     p = _as_array(pred_depth, 'pred_depth').astype(np.float32)
     p = np.where(np.isnan(p), p, np.clip(p, min_depth, max_depth))   # NaN stays NaN: check_disparities refuses it
@@ -131,6 +144,9 @@ def scale_disparity(disp:Tensor,             # (B, 1, H, W) or (H, W) disparity
                     mode:str='bilinear',     # 'bilinear' or 'nearest' (keeps sharp edges, and NaN/inf stay local)
                    )->Tensor:                # disparity at (H', W'), values times W'/W
     "Resize a disparity map and scale its values by the width ratio, so it stays a disparity of the resized image."
+    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in size):
+        raise ValueError(f"size is {tuple(size)}: expected (H', W'), two whole numbers >= 1")
+    if mode not in ('bilinear', 'nearest'): raise ValueError(f"mode is {mode!r}: expected 'bilinear' or 'nearest'")
     d = torch.as_tensor(_as_array(disp, 'disp')).float()
     x = d.reshape(-1, 1, *d.shape[-2:])                                               # (B, 1, H, W)
     kw = dict(align_corners=False) if mode == 'bilinear' else {}
@@ -170,6 +186,7 @@ class Protocol:
 
     def __post_init__(self):
         for m in self.metrics: _per_pixel(m, np.ones(1), np.ones(1))   # unknown metric names fail here
+        if not self.depth_range[0] < self.depth_range[1]: raise ValueError(f"depth_range is {self.depth_range}: expected (min, max) with min < max")
         bad = set(self.regions) - set(REGIONS)
         if bad: raise ValueError(f"regions has {sorted(bad)}: known regions are {REGIONS}")
         for col, key in self.report.items():
@@ -249,10 +266,15 @@ class MetricAccumulator:
         "Add one image; return its row of metrics."
         P = self.protocol
         p, g, v = check_disparities(pred, gt, valid)
-        if P.max_disp is not None: v &= np.abs(g) < P.max_disp
+        why = [] if v.any() else [_why_empty(g, valid)]             # why an image has no valid pixel, for the warning
+        if P.max_disp is not None:
+            n = np.count_nonzero(v); v &= g < P.max_disp
+            if n and not v.any(): why.append(f"{n} at or above max_disp={P.max_disp:g}")
         p, g = p * P.disp_scale, g * P.disp_scale
         zp, zg = _depth_pair(P, p, g, calib) if P.needs_depth else (None, None)
-        if zg is not None: v = v & (zg > P.depth_range[0]) & (zg < P.depth_range[1])
+        if zg is not None:
+            n = np.count_nonzero(v); v = v & (zg > P.depth_range[0]) & (zg < P.depth_range[1])
+            if n and not v.any(): why.append(f"{n} with a true depth outside {P.depth_range}")
         masks, row = region_masks(v, nocc), dict(name=name if name is not None else f'#{len(self.rows)}')
         counts = {r: int(np.count_nonzero(masks[r])) if r in masks else 0 for r in P.regions}
         row.update({f'n_{r}': counts[r] for r in P.regions})
@@ -270,8 +292,9 @@ class MetricAccumulator:
                 row[key] = _finish(metric, s / n)
         row = {k: row[k] for k in ['name'] + [f'{x}_{r}' if x == 'n' else f'{x}/{r}' for r in P.regions for x in ('n', *P.metrics)]}
         nan = [k for k, x in row.items() if isinstance(x, float) and math.isnan(x)]
-        if nan: warnings.warn(f"{row['name']}: {nan} are NaN: " + ("no nocc mask given" if nocc is None and
-                              set(P.regions) - {'all'} else "no valid pixels in the region"), EmptyMaskWarning, 2)
+        if nan: warnings.warn(f"{row['name']}: {nan} are NaN: " + (f"no valid pixel ({', '.join(why)})" if why else
+                              "no nocc mask given" if nocc is None and set(P.regions) - {'all'} else
+                              "no valid pixels in the region"), EmptyMaskWarning, 2)
         self.rows.append(row)
         return row
 
