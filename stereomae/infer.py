@@ -134,6 +134,15 @@ class DisparityPrediction:
     tiles:int = 1                # number of tiles per forward pass
     seconds:float = 0.           # wall time
 
+def _whole(v)->bool: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+def _size_pair(v, name:str, least:int)->tuple[int, int]:
+    "(h, w) from a whole number or a pair of them, each at least `least`; a one-line error otherwise."
+    p = (v, v) if _whole(v) else tuple(v) if isinstance(v, (tuple, list)) else ()
+    if len(p) != 2 or not all(_whole(x) and x >= least for x in p):
+        raise ValueError(f"{name} is {v!r}: expected a whole number or (h, w), each at least {least}")
+    return int(p[0]), int(p[1])
+
 @torch.no_grad()
 def predict_disparity(model:nn.Module,        # forward(left, right, iters) -> object with .disp (B, 1, H, W)
                       left, right,            # paths, arrays or tensors (see as_image)
@@ -151,18 +160,22 @@ def predict_disparity(model:nn.Module,        # forward(left, right, iters) -> o
     "Disparity of the left view for a pair of any size, optionally tiled and left-right checked."
     t0 = time.perf_counter()
     left, right = as_image(left, 'left'), as_image(right, 'right')
-    check_pair(left, right)
+    check_pair(left, right)                                   # same size, at least one pixel, floats in [0, 1]
+    if not _whole(iters) or iters < 1: raise ValueError(f"iters is {iters!r}: expected a whole number >= 1 (RAFT-Stereo evaluates with 32)")
+    if not _whole(multiple) or multiple < 1: raise ValueError(f"multiple is {multiple!r}: expected a whole number >= 1")
+    if blend not in ('cosine', 'linear'): raise ValueError(f"blend is {blend!r}: use 'cosine' or 'linear'")
+    if not lr_thresh >= 0 or not (flying_thresh is None or flying_thresh >= 0):
+        raise ValueError(f"lr_thresh is {lr_thresh}, flying_thresh is {flying_thresh}: thresholds are pixels >= 0 (flying_thresh may be None)")
+    tile, overlap = None if tile is None else _size_pair(tile, 'tile', 1), _size_pair(overlap, 'overlap', 0)
     H, W = left.shape[-2:]
-    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
     if tile is None and max_pixels is not None and H * W > max_pixels:
         raise ValueError(f"left is {H}x{W} ({H * W / 1e6:.1f} MP), more than max_pixels={max_pixels / 1e6:.1f} MP for an untiled "
                          f"pass: use tiles, e.g. tile=(512, 768), overlap=(64, 256), or raise max_pixels")
-    overlap = pair(overlap)
     max_disp = 0.75 * overlap[1] if max_disp is None else max_disp
     was_training = model.training; model.eval()
     def run(l, r):
         if tile is None: return _forward(model, l, r, iters, multiple), 1
-        return _tiled(model, l, r, iters, multiple, pair(tile), overlap, max_disp, blend)
+        return _tiled(model, l, r, iters, multiple, tile, overlap, max_disp, blend)
     try:
         disp, n = run(left, right)
         out = DisparityPrediction(disp, tiles=n)

@@ -1,4 +1,4 @@
-"""The kit's battery of bad inputs: 53 cases, each one call that must fail with a one-line message naming what is at fault.
+"""The kit's battery of bad inputs: 54 cases, each one call that must fail with a one-line message naming what is at fault.
 
 Each row of `CASES` is a `Case`: an id (`module-what`), a call that takes a scratch folder `tmp` (a `pathlib.Path` in
 which the row writes its bad files), the exception class expected (or a warning class, for the documented cases that
@@ -79,6 +79,12 @@ class ConstantModel(torch.nn.Module):
     def forward(self, left, right, iters=1):
         return infer.DisparityPrediction(self.w * torch.ones_like(left[:, :1]))
 
+def random_vgg_loss() -> losses.PerceptualLoss:
+    "A perceptual loss on a randomly initialised VGG16 (its warning says so; expected here)."
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', 'PerceptualLoss with weights=None')
+        return losses.PerceptualLoss(None, region='all')
+
 IMG = lambda *shape: torch.full(shape, 0.5)
 GEN = lambda: torch.Generator().manual_seed(0)
 
@@ -134,8 +140,8 @@ CASES = [
     Case('losses-ssim-scales-0', lambda t: losses.ssim_loss(IMG(1, 3, 16, 16), IMG(1, 3, 16, 16), region='all', scales=0), ValueError, 'scales is 0'),
     Case('losses-ssim-alpha', lambda t: losses.ssim_loss(IMG(1, 3, 16, 16), IMG(1, 3, 16, 16), region='all', alpha=1.5), ValueError, 'alpha is 1.5'),
     Case('losses-ssim-no-mask', lambda t: losses.ssim_loss(IMG(1, 3, 16, 16), IMG(1, 3, 16, 16)), ValueError, "region='masked' needs a pixel mask"),
-    Case('losses-perceptual-one-channel', lambda t: losses.PerceptualLoss(None, region='all')(IMG(1, 1, 16, 16), IMG(1, 1, 16, 16)), ValueError, 'pred is (1, 1, 16, 16)'),
-    Case('losses-perceptual-too-small', lambda t: losses.PerceptualLoss(None, region='all')(IMG(1, 3, 4, 4), IMG(1, 3, 4, 4)), ValueError, 'at least 8x8'),
+    Case('losses-perceptual-one-channel', lambda t: random_vgg_loss()(IMG(1, 1, 16, 16), IMG(1, 1, 16, 16)), ValueError, 'pred is (1, 1, 16, 16)'),
+    Case('losses-perceptual-too-small', lambda t: random_vgg_loss()(IMG(1, 3, 4, 4), IMG(1, 3, 4, 4)), ValueError, 'at least 8x8'),
     Case('losses-weight-nan', lambda t: losses.ReconstructionLoss(mse=float('nan')), ValueError, "'mse': nan"),
     Case('losses-sequence-max-disp-0', lambda t: losses.sequence_loss([IMG(1, 1, 2, 2)], IMG(1, 1, 2, 2), torch.ones(1, 1, 2, 2, dtype=torch.bool), max_disp=0), ValueError, 'max_disp is 0'),
     Case('losses-sequence-gamma-0', lambda t: losses.sequence_weights(4, gamma=0.), ValueError, 'gamma is 0.0'),
