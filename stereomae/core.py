@@ -166,18 +166,23 @@ def _new_temp_file(path:Path)->Path:
 _WRITE_HINTS = {errno.ENOSPC: 'free some space or write elsewhere', errno.EDQUOT: 'free some space or write elsewhere',
                 errno.EROFS: 'choose a writable folder', errno.EACCES: 'choose a writable folder', errno.EPERM: 'choose a writable folder'}
 
+def _is_file(p:Path)->bool:
+    with contextlib.suppress(OSError): return p.is_file()
+    return False
+
 def _write_error(e:OSError, path:Path, what:str)->OSError:
     "One line naming the file, what it is, the cause and what to do; the errno is kept (so the class: PermissionError, ...)."
     cause = e.strerror or str(e)
-    if e.errno in (errno.EEXIST, errno.ENOTDIR) and (f := next((p for p in reversed(path.parents) if p.is_file()), None)):
+    if e.errno in (errno.EEXIST, errno.ENOTDIR) and (f := next((p for p in reversed(path.parents) if _is_file(p)), None)):
         cause = f"{str(f)!r} is a file, not a folder"
     elif e.filename is not None and str(e.filename) != str(path) and not TEMP_FILE_PATTERN.match(Path(e.filename).name):
         cause += f": {str(e.filename)!r}"  # another file than the one written (a folder on the way, a source)
-    try: kept = '; the previous version is unchanged' if path.is_file() else ''
-    except OSError: kept = ''
+    kept = '; the previous version is unchanged' if _is_file(path) else ''
     hint = f" ({_WRITE_HINTS[e.errno]}{kept})" if e.errno in _WRITE_HINTS else f" ({kept[2:]})" if kept else ''
     msg = f"cannot write the {what} {str(path)!r}: {cause}{hint}"
     return OSError(e.errno, msg) if e.errno is not None else OSError(msg)
+
+_CALLER_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)  # a bad input, not the disk
 
 def _disk_full(folder:Path)->bool:
     with contextlib.suppress(OSError): return shutil.disk_usage(folder).free < 1 << 20
@@ -200,7 +205,7 @@ def atomic_write(path:str|Path,  # the file to (re)write
     except BaseException as e:
         with contextlib.suppress(OSError): tmp.unlink()
         if isinstance(e, OSError): raise _write_error(e, path, what) from e
-        if isinstance(e, Exception) and _disk_full(path.parent):
+        if isinstance(e, Exception) and not isinstance(e, _CALLER_ERRORS) and _disk_full(path.parent):
             raise _write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path, what) from e
         raise
 

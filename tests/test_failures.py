@@ -12,6 +12,7 @@ Below the table, the write guarantees of `stereomae.core.atomic_write` that a si
 under a umask, the previous version kept, temporary files removed) have tests of their own.
 """
 import errno, math, os, re, shutil, stat, time, warnings
+from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -65,10 +66,11 @@ def write_pfm_on_full_disk(tmp: Path):
     "`write_pfm` when the disk fills while the bytes go out."
     with mock.patch.object(Path, 'write_bytes', full_disk): io.write_pfm(tmp / 'd.pfm', np.ones((2, 2)))
 
+NO_SPACE = namedtuple('usage', 'total used free')(100, 100, 0)   # what shutil.disk_usage says of a full disk
+
 def torch_save_on_full_disk(tmp: Path):
     "What `torch.save` raises when the disk fills, and a disk that reports no free space."
-    usage = shutil._ntuple_diskusage(100, 100, 0) if hasattr(shutil, '_ntuple_diskusage') else (100, 100, 0)
-    with mock.patch('stereomae.core.shutil.disk_usage', return_value=usage):
+    with mock.patch('stereomae.core.shutil.disk_usage', return_value=NO_SPACE):
         with core.atomic_write(tmp / 'last.pt', what='checkpoint') as t:
             t.write_bytes(b'half')
             raise RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598')
@@ -198,7 +200,7 @@ def umask():
     os.umask(old)
 
 
-@pytest.mark.parametrize('mask, mode', [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+@pytest.mark.parametrize('mask, mode', [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)], ids=['umask022', 'umask077', 'umask002'])
 @pytest.mark.parametrize('writer', ['text', 'pfm', 'safetensors', 'torch'])
 def test_written_files_follow_the_umask(tmp_path, umask, mask, mode, writer):
     "Every writer through atomic_write, including safetensors (which makes its own file 0600), ends with the umask's mode."
@@ -280,3 +282,13 @@ def test_remove_stale_temp_files(tmp_path):
     left = sorted(str(p.relative_to(run)) for p in run.rglob('*'))
     assert left == sorted(['.dir.abcdefgh.tmp', 'checkpoints', 'checkpoints/step_000100.pt', 'last.pt'] + [f.name for f in others])
     with pytest.raises(NotADirectoryError, match='is a file'): core.remove_stale_temp_files(run / 'last.pt')
+
+
+def test_a_bad_input_is_not_taken_for_a_full_disk(tmp_path, monkeypatch):
+    "On a nearly full disk, a writer's own ValueError stays what it is; a RuntimeError (torch.save's way) becomes ENOSPC."
+    monkeypatch.setattr('stereomae.core.shutil.disk_usage', lambda folder: NO_SPACE)
+    with pytest.raises(ValueError, match='bad shape'):
+        with core.atomic_write(tmp_path / 'a.pt') as t: raise ValueError('bad shape')
+    with pytest.raises(OSError, match="cannot write the file .*a.pt': No space left on device"):
+        with core.atomic_write(tmp_path / 'a.pt') as t: raise RuntimeError('[enforce fail at inline_container.cc:672]')
+    assert only_file(tmp_path) == []
