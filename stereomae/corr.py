@@ -86,6 +86,31 @@ def interpolate_taps(s:Tensor,     # (..., 2R+2) values at the integer columns m
     lo = s[..., :-1]
     return lo + alpha * (s[..., 1:] - lo)
 
+# %% ../nbs/06_corr.ipynb #8a3dd92e
+def _tile_size(W:int, target:int)->int:
+    "The divisor of W closest to `target` (tiles must divide W exactly to be a strided view)."
+    return min((t for t in range(1, W + 1) if W % t == 0), key=lambda t: abs(math.log(t / target)))
+
+def _band_scores(fl:Tensor,    # (D, h, W) left features of a chunk (a view)
+                 table:Tensor, # (h, W_l + 2K, D) right features at level l, zero-padded, channel-last
+                 idx:Tensor,   # (h, W, K) padded columns each pixel reads
+                 tile:int,     # T, a divisor of W
+                )->Tensor:     # (h, W, K) inner products <f_l(x), f_r^l(column)>
+    D, h, W = fl.shape
+    Wp, K = table.shape[1], idx.shape[-1]
+    nt = W // tile
+    start = idx[..., 0].view(h, nt, tile)
+    lo = start.amin(-1)                                                            # (h, nt) first column per tile
+    S = int((start.amax(-1) - lo).max()) + K                                       # band width
+    if S >= Wp or nt * S > 4 * Wp: tile, nt, S, lo = W, 1, Wp, lo.new_zeros(h, 1) # whole rows
+    lo = lo.clamp(max=Wp - S)
+    rows = torch.arange(h, device=fl.device)[:, None]
+    cols = (rows * Wp + lo)[..., None] + torch.arange(S, device=fl.device)          # (h, nt, S) rows of the table
+    band = table.view(h * Wp, D).index_select(0, cols.view(-1)).view(h, nt, S, D)  # (h, nt, S, D)
+    left = fl.as_strided((h * nt, tile, D), (tile, 1, fl.stride(0)))               # (h·nt, T, D) view
+    prod = torch.bmm(left, band.view(h * nt, S, D).transpose(1, 2)).view(h, W, S)  # (h, W, S)
+    return prod.gather(-1, idx - lo.repeat_interleave(tile, -1)[..., None])        # (h, W, K)
+
 # %% ../nbs/06_corr.ipynb #f8bcb005
 class CorrPyramid1D:
     "Correlation pyramid of a rectified pair, looked up at a disparity: `CorrPyramid1D(fl, fr)(disp)`."
@@ -121,81 +146,52 @@ class CorrPyramid1D:
     def __repr__(self):
         return f"CorrPyramid1D(shape={self.shape}, levels={self.levels}, radius={self.radius}, impl={self.impl!r})"
 
-# %% ../nbs/06_corr.ipynb #e2359ea7
-def _rows_per_chunk(self, bytes_per_row:int)->int:
-    return max(1, min(self.shape[2], self.chunk_bytes // max(1, bytes_per_row)))
+    def _rows_per_chunk(self, bytes_per_row:int)->int:
+        return max(1, min(self.shape[2], self.chunk_bytes // max(1, bytes_per_row)))
 
-def _build_volume(self:CorrPyramid1D, feat_l:Tensor, feat_r:Tensor)->list[Tensor]:
-    "Level l as (B, H, W, W_l + 2(2R+2)) float32: the cost with 2R+2 zero columns on each side."
-    B, D, H, W = self.shape
-    K = 2 * self.radius + 2
-    pyramid = [feat_l.new_zeros(B, H, W, w + 2 * K, dtype=torch.float32) for w in self.widths]
-    step = _rows_per_chunk(self, 4 * W * W)
-    for y in range(0, H, step):  # rows in chunks: no full-size temporary besides the volume itself
-        pyramid[0][:, y:y + step, :, K:K + W] = corr_volume(feat_l[:, :, y:y + step], feat_r[:, :, y:y + step])
-    for l in range(1, self.levels):
-        prev, w = pyramid[l - 1][..., K:K + 2 * self.widths[l]], self.widths[l]
-        pyramid[l][..., K:K + w] = 0.5 * (prev[..., 0::2] + prev[..., 1::2])  # slice assignment keeps autograd
-    return pyramid
+    def _build_volume(self, feat_l:Tensor, feat_r:Tensor)->list[Tensor]:
+        "`reg`: level l as (B, H, W, W_l + 2(2R+2)) float32, the cost with 2R+2 zero columns on each side."
+        B, D, H, W = self.shape
+        K = 2 * self.radius + 2
+        pyramid = [feat_l.new_zeros(B, H, W, w + 2 * K, dtype=torch.float32) for w in self.widths]
+        step = self._rows_per_chunk(4 * W * W)
+        for y in range(0, H, step):  # rows in chunks: no full-size temporary besides the volume itself
+            pyramid[0][:, y:y + step, :, K:K + W] = corr_volume(feat_l[:, :, y:y + step], feat_r[:, :, y:y + step])
+        for l in range(1, self.levels):
+            prev, w = pyramid[l - 1][..., K:K + 2 * self.widths[l]], self.widths[l]
+            pyramid[l][..., K:K + w] = 0.5 * (prev[..., 0::2] + prev[..., 1::2])  # slice assignment keeps autograd
+        return pyramid
 
-def _lookup_volume(self:CorrPyramid1D, disp:Tensor)->Tensor:
-    taps = []
-    for l, cost in enumerate(self.pyramid):
-        idx, alpha = window_index(disp, l, self.radius, self.widths[l])    # (B, H, W, 2R+2), (B, H, W, 1)
-        taps.append(interpolate_taps(torch.gather(cost, -1, idx), alpha))  # (B, H, W, 2R+1)
-    return rearrange(taps, 'L B H W taps -> B (L taps) H W').contiguous()
+    def _lookup_volume(self, disp:Tensor)->Tensor:
+        "`reg`: one gather of 2R+2 columns per pixel and level."
+        taps = []
+        for l, cost in enumerate(self.pyramid):
+            idx, alpha = window_index(disp, l, self.radius, self.widths[l])    # (B, H, W, 2R+2), (B, H, W, 1)
+            taps.append(interpolate_taps(torch.gather(cost, -1, idx), alpha))  # (B, H, W, 2R+1)
+        return rearrange(taps, 'L B H W taps -> B (L taps) H W').contiguous()
 
-CorrPyramid1D._build_volume, CorrPyramid1D._lookup_volume = _build_volume, _lookup_volume
-
-# %% ../nbs/06_corr.ipynb #8a3dd92e
-def _tile_size(W:int, target:int)->int:
-    "The divisor of W closest to `target` (tiles must divide W exactly to be a strided view)."
-    return min((t for t in range(1, W + 1) if W % t == 0), key=lambda t: abs(math.log(t / target)))
-
-def _band_scores(fl:Tensor,    # (D, h, W) left features of a chunk (a view)
-                 table:Tensor, # (h, W_l + 2K, D) right features at level l, zero-padded, channel-last
-                 idx:Tensor,   # (h, W, K) padded columns each pixel reads
-                 tile:int,     # T, a divisor of W
-                )->Tensor:     # (h, W, K) inner products <f_l(x), f_r^l(column)>
-    D, h, W = fl.shape
-    Wp, K = table.shape[1], idx.shape[-1]
-    nt = W // tile
-    start = idx[..., 0].view(h, nt, tile)
-    lo = start.amin(-1)                                                            # (h, nt) first column per tile
-    S = int((start.amax(-1) - lo).max()) + K                                       # band width
-    if S >= Wp or nt * S > 4 * Wp: tile, nt, S, lo = W, 1, Wp, lo.new_zeros(h, 1) # whole rows
-    lo = lo.clamp(max=Wp - S)
-    rows = torch.arange(h, device=fl.device)[:, None]
-    cols = (rows * Wp + lo)[..., None] + torch.arange(S, device=fl.device)          # (h, nt, S) rows of the table
-    band = table.view(h * Wp, D).index_select(0, cols.view(-1)).view(h, nt, S, D)  # (h, nt, S, D)
-    left = fl.as_strided((h * nt, tile, D), (tile, 1, fl.stride(0)))               # (h·nt, T, D) view
-    prod = torch.bmm(left, band.view(h * nt, S, D).transpose(1, 2)).view(h, W, S)  # (h, W, S)
-    return prod.gather(-1, idx - lo.repeat_interleave(tile, -1)[..., None])        # (h, W, K)
-
-# %% ../nbs/06_corr.ipynb #e1fa1897
-def _lookup_alt(self:CorrPyramid1D, disp:Tensor)->Tensor:
-    B, D, H, W = self.shape
-    K = 2 * self.radius + 2
-    step = _rows_per_chunk(self, 4 * D * (4 * W + 8 * K))
-    tiles = [_tile_size(W, 32 * 2**l) for l in range(self.levels)]
-    out = []
-    with torch.autocast(disp.device.type, enabled=False):
-        for b in range(B):
-            chunks = []
-            for y in range(0, H, step):
-                fl = self.feat_l[b, :, y:y + step].float()                               # (D, h, W) view
-                h = fl.shape[1]
-                table = fl.new_zeros(h, W + 2 * K, D)                                    # (h, W + 2K, D)
-                table[:, K:K + W] = rearrange(self.feat_r[b, :, y:y + step], 'D h W -> h W D')
-                taps = []
-                for l, w in enumerate(self.widths):
-                    if l:  # pool the right features along x (the cost commutes with it), keep the zero pads
-                        prev, table = table, fl.new_zeros(h, w + 2 * K, D)
-                        table[:, K:K + w] = 0.5 * (prev[:, K:K + 2 * w:2] + prev[:, K + 1:K + 2 * w:2])  # differentiable (no out=)
-                    idx, alpha = window_index(disp[b:b + 1, :, y:y + step], l, self.radius, w)  # (1, h, W, K)
-                    taps.append(interpolate_taps(_band_scores(fl, table, idx[0], tiles[l]), alpha[0]))
-                chunks.append(torch.stack(taps))                                         # (L, h, W, 2R+1)
-            out.append(torch.cat(chunks, 1))
-    return rearrange(out, 'B L H W taps -> B (L taps) H W') / math.sqrt(D)
-
-CorrPyramid1D._lookup_alt = _lookup_alt
+    def _lookup_alt(self, disp:Tensor)->Tensor:
+        "`alt`: per chunk of rows, pool the right features level by level and compute the bands the windows touch."
+        B, D, H, W = self.shape
+        K = 2 * self.radius + 2
+        step = self._rows_per_chunk(4 * D * (4 * W + 8 * K))
+        tiles = [_tile_size(W, 32 * 2**l) for l in range(self.levels)]
+        out = []
+        with torch.autocast(disp.device.type, enabled=False):
+            for b in range(B):
+                chunks = []
+                for y in range(0, H, step):
+                    fl = self.feat_l[b, :, y:y + step].float()                               # (D, h, W) view
+                    h = fl.shape[1]
+                    table = fl.new_zeros(h, W + 2 * K, D)                                    # (h, W + 2K, D)
+                    table[:, K:K + W] = rearrange(self.feat_r[b, :, y:y + step], 'D h W -> h W D')
+                    taps = []
+                    for l, w in enumerate(self.widths):
+                        if l:  # pool the right features along x (the cost commutes with it), keep the zero pads
+                            prev, table = table, fl.new_zeros(h, w + 2 * K, D)
+                            table[:, K:K + w] = 0.5 * (prev[:, K:K + 2 * w:2] + prev[:, K + 1:K + 2 * w:2])  # differentiable (no out=)
+                        idx, alpha = window_index(disp[b:b + 1, :, y:y + step], l, self.radius, w)  # (1, h, W, K)
+                        taps.append(interpolate_taps(_band_scores(fl, table, idx[0], tiles[l]), alpha[0]))
+                    chunks.append(torch.stack(taps))                                         # (L, h, W, 2R+1)
+                out.append(torch.cat(chunks, 1))
+        return rearrange(out, 'B L H W taps -> B (L taps) H W') / math.sqrt(D)

@@ -143,38 +143,39 @@ class MultiLevelUpdateBlock(nn.Module):
         "The convex-upsampling logits for the finest state, scaled by 0.25 as published."
         return 0.25 * self.mask(h)
 
-# %% ../nbs/07_update.ipynb #93a5cd50
-def _update_forward(self:MultiLevelUpdateBlock,
-                    net:Sequence[Tensor],     # hidden states, fine to coarse (n_gru_layers of them)
-                    context:Sequence[Sequence[Tensor]], # per level (c_z, c_r, c_q) biases
-                    corr:Tensor|None=None,    # (B, L·(2R+1), H, W) taps (needed when iter08)
-                    disp:Tensor|None=None,    # (B, 1, H, W) current disparity at 1/4 (needed when iter08)
-                    iter08:bool=True, iter16:bool|None=None, iter32:bool|None=None, # which GRUs run (None: if present)
-                    update:bool=True,         # predict the disparity update Δd
-                    upsample_mask:bool=False, # also predict the convex-upsampling mask
-                   )->UpdateOutput:
-    n = self.n_gru_layers
-    if len(net) != n or len(context) < n:
-        raise ValueError(f"net has {len(net)} states and context {len(context)} levels: n_gru_layers is {n}")
-    iter16 = n >= 2 if iter16 is None else iter16
-    iter32 = n == 3 if iter32 is None else iter32
-    if (iter16 and n < 2) or (iter32 and n < 3): raise ValueError(f"iter16={iter16}, iter32={iter32} with n_gru_layers={n}")
-    net = list(net)
-    if iter32: net[2] = self.gru32(net[2], context[2], pool2x(net[1]))
-    if iter16: net[1] = self.gru16(net[1], context[1], pool2x(net[0]), *([interp(net[2], net[1])] if n == 3 else []))
-    if iter08:
-        if corr is None or disp is None: raise ValueError("iter08 needs corr and disp")
-        motion = self.encoder(disp, corr)                                           # (B, 127, H, W)
-        net[0] = self.gru08(net[0], context[0], motion, *([interp(net[1], net[0])] if n > 1 else []))
-    out = UpdateOutput(net)
-    if update: out.delta = self.flow_head(net[0])                                   # (B, 1, H, W)
-    if upsample_mask: out.mask = self.upsample_mask(net[0])                         # (B, 9·f², H, W)
-    return out
-
-MultiLevelUpdateBlock.forward = _update_forward
+    def forward(self, net:Sequence[Tensor],     # hidden states, fine to coarse (n_gru_layers of them)
+                context:Sequence[Sequence[Tensor]], # per level (c_z, c_r, c_q) biases
+                corr:Tensor|None=None,    # (B, L·(2R+1), H, W) taps (needed when iter08)
+                disp:Tensor|None=None,    # (B, 1, H, W) current disparity at 1/4 (needed when iter08)
+                iter08:bool=True, iter16:bool|None=None, iter32:bool|None=None, # which GRUs run (None: if present)
+                update:bool=True,         # predict the disparity update Δd
+                upsample_mask:bool=False, # also predict the convex-upsampling mask
+               )->UpdateOutput:
+        "One pass: the coarse GRUs first, then the finest with the motion features; the heads on the finest state."
+        n = self.n_gru_layers
+        if len(net) != n or len(context) < n:
+            raise ValueError(f"net has {len(net)} states and context {len(context)} levels: n_gru_layers is {n}")
+        iter16 = n >= 2 if iter16 is None else iter16
+        iter32 = n == 3 if iter32 is None else iter32
+        if (iter16 and n < 2) or (iter32 and n < 3): raise ValueError(f"iter16={iter16}, iter32={iter32} with n_gru_layers={n}")
+        net = list(net)
+        if iter32: net[2] = self.gru32(net[2], context[2], pool2x(net[1]))
+        if iter16: net[1] = self.gru16(net[1], context[1], pool2x(net[0]), *([interp(net[2], net[1])] if n == 3 else []))
+        if iter08:
+            if corr is None or disp is None: raise ValueError("iter08 needs corr and disp")
+            motion = self.encoder(disp, corr)                                       # (B, motion_dim - 1, H, W)
+            net[0] = self.gru08(net[0], context[0], motion, *([interp(net[1], net[0])] if n > 1 else []))
+        out = UpdateOutput(net)
+        if update: out.delta = self.flow_head(net[0])                               # (B, 1, H, W)
+        if upsample_mask: out.mask = self.upsample_mask(net[0])                     # (B, 9·f², H, W)
+        return out
 
 # %% ../nbs/07_update.ipynb #be62f2a6
 _GRU08 = [f'gru08.conv{g}.weight' for g in 'zrq']
+
+def _flow_column(sd:dict)->int:
+    "The gru08 input column of the flow's x component: after the state h and the motion features (`encoder.conv` outputs)."
+    return sd['gru08.convz.weight'].shape[0] + sd['encoder.conv.weight'].shape[0]  # h + motion_dim - 2 (128 + 126 published)
 
 def update_block_from_raft_stereo(state:dict, # RAFT-Stereo state dict (whole model or its update_block), any prefix
                                   hidden_dim:int|None=None, # gru08 state channels (default: read from the shapes)
@@ -183,15 +184,15 @@ def update_block_from_raft_stereo(state:dict, # RAFT-Stereo state dict (whole mo
     sd = {k.removeprefix('module.'): v for k, v in state.items()}
     if any(k.startswith('update_block.') for k in sd):
         sd = {k.removeprefix('update_block.'): v for k, v in sd.items() if k.startswith('update_block.')}
-    missing = [k for k in ['encoder.convf1.weight', 'flow_head.conv2.weight', 'flow_head.conv2.bias', *_GRU08] if k not in sd]
+    need = ['encoder.convf1.weight', 'encoder.conv.weight', 'flow_head.conv2.weight', 'flow_head.conv2.bias', *_GRU08]
+    missing = [k for k in need if k not in sd]
     if missing: raise KeyError(f"not a RAFT-Stereo update block: missing {missing}")
     if sd['encoder.convf1.weight'].shape[1] != 2:
         raise ValueError(f"encoder.convf1.weight is {tuple(sd['encoder.convf1.weight'].shape)}: expected the published "
                          "2 flow channels (already converted?)")
     sd = dict(sd)
-    h = hidden_dim or sd['gru08.convz.weight'].shape[0]
+    u = _flow_column(sd) if hidden_dim is None else hidden_dim + sd['encoder.conv.weight'].shape[0]
     sd['encoder.convf1.weight'] = -sd['encoder.convf1.weight'][:, :1]
-    u = h + 126                                               # gru08 input column of the flow's x component
     for k in _GRU08:
         w = sd[k]
         sd[k] = torch.cat([w[:, :u], -w[:, u:u + 1], w[:, u + 2:]], 1)
@@ -201,12 +202,13 @@ def update_block_from_raft_stereo(state:dict, # RAFT-Stereo state dict (whole mo
 
 def update_block_to_raft_stereo(state:dict)->dict:
     "The inverse of `update_block_from_raft_stereo` (y-channel weights set to zero), keys relative to the block."
-    sd = dict(state)
-    h = sd['gru08.convz.weight'].shape[0]
+    missing = [k for k in ['encoder.convf1.weight', 'encoder.conv.weight', 'flow_head.conv2.weight', *_GRU08] if k not in state]
+    if missing: raise KeyError(f"not a MultiLevelUpdateBlock state dict: missing {missing}")
+    sd, u = dict(state), _flow_column(state)
     w = sd['encoder.convf1.weight']
     sd['encoder.convf1.weight'] = torch.cat([-w, torch.zeros_like(w)], 1)
     for k in _GRU08:
-        w, u = sd[k], h + 126
+        w = sd[k]
         sd[k] = torch.cat([w[:, :u], -w[:, u:u + 1], torch.zeros_like(w[:, :1]), w[:, u + 1:]], 1)
     sd['flow_head.conv2.weight'] = torch.cat([-sd['flow_head.conv2.weight'], torch.zeros_like(sd['flow_head.conv2.weight'])])
     sd['flow_head.conv2.bias'] = torch.cat([-sd['flow_head.conv2.bias'], torch.zeros_like(sd['flow_head.conv2.bias'])])

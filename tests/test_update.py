@@ -13,15 +13,16 @@ from stereomae.update import (MultiLevelUpdateBlock, convex_upsample, update_blo
                               update_block_to_raft_stereo)
 
 
-def published_state(n_gru_layers, hidden=16, corr_channels=10, factor=4, seed=0):
-    "RAFT-Stereo's update_block names and shapes for `n_gru_layers`, random values (y-channel weights included)."
+def published_state(n_gru_layers, hidden=16, corr_channels=10, factor=4, seed=0, motion=128, head=256):
+    """RAFT-Stereo's update_block names and shapes for `n_gru_layers`, random values (y-channel weights included);
+    `motion` / `head` other than the published 128 / 256 give the same layout with the kit's narrow widths."""
     g = torch.Generator().manual_seed(seed)
-    h = hidden
-    shapes = {'encoder.convc1': (64, corr_channels, 1, 1), 'encoder.convc2': (64, 64, 3, 3),
-              'encoder.convf1': (64, 2, 7, 7), 'encoder.convf2': (64, 64, 3, 3), 'encoder.conv': (126, 128, 3, 3),
-              'flow_head.conv1': (256, h, 3, 3), 'flow_head.conv2': (2, 256, 3, 3),
-              'mask.0': (256, h, 3, 3), 'mask.2': (9 * factor ** 2, 256, 1, 1)}
-    cin = {'gru08': h + 128 + h * (n_gru_layers > 1), 'gru16': h + h * (n_gru_layers == 3) + h, 'gru32': h + h}
+    h, m = hidden, motion // 2
+    shapes = {'encoder.convc1': (m, corr_channels, 1, 1), 'encoder.convc2': (m, m, 3, 3),
+              'encoder.convf1': (m, 2, 7, 7), 'encoder.convf2': (m, m, 3, 3), 'encoder.conv': (motion - 2, motion, 3, 3),
+              'flow_head.conv1': (head, h, 3, 3), 'flow_head.conv2': (2, head, 3, 3),
+              'mask.0': (head, h, 3, 3), 'mask.2': (9 * factor ** 2, head, 1, 1)}
+    cin = {'gru08': h + motion + h * (n_gru_layers > 1), 'gru16': h + h * (n_gru_layers == 3) + h, 'gru32': h + h}
     for name, c in cin.items(): shapes.update({f'{name}.conv{k}': (h, c, 3, 3) for k in 'zrq'})
     sd = {}
     for k, s in shapes.items():
@@ -54,13 +55,14 @@ def published_step(sd, net, ctx, corr, flow, n):
     return net, delta, mask
 
 
-@pytest.mark.parametrize('n', [1, 2, 3])
-def test_converted_block_reproduces_published_computation(n):
+@pytest.mark.parametrize('n, motion, head', [(1, 128, 256), (2, 128, 256), (3, 128, 256), (3, 32, 24), (2, 64, 256)])
+def test_converted_block_reproduces_published_computation(n, motion, head):
+    "The published widths, and narrow motion encoders / heads (issue 18: the flow's gru08 column was fixed at h + 126)."
     torch.manual_seed(0)
     B, H, W, h = 1, 8, 24, 16
-    published = published_state(n, hidden=h)
+    published = published_state(n, hidden=h, motion=motion, head=head)
     sd = {k.removeprefix('module.update_block.'): v for k, v in published.items()}
-    block = MultiLevelUpdateBlock((h, h, h), corr_channels=10, n_gru_layers=n, factor=4)
+    block = MultiLevelUpdateBlock((h, h, h), corr_channels=10, n_gru_layers=n, factor=4, motion_dim=motion, head_dim=head)
     block.load_state_dict(update_block_from_raft_stereo(published), strict=True)
     g = torch.Generator().manual_seed(1)
     sizes = [(H, W), (H // 2, W // 2), (H // 4, W // 4)][:n]
@@ -84,13 +86,27 @@ def test_converted_block_reproduces_published_computation(n):
                                        atol=1e-4, rtol=1e-5)
 
 
-def test_round_trip_keeps_every_used_tensor():
-    published = published_state(3, hidden=16)
+@pytest.mark.parametrize('motion', [128, 32])
+def test_round_trip_keeps_every_used_tensor(motion):
+    published = published_state(3, hidden=16, motion=motion)
     back = update_block_to_raft_stereo(update_block_from_raft_stereo(published))
     again = update_block_from_raft_stereo(back)
     first = update_block_from_raft_stereo(published)
     assert again.keys() == first.keys()
     for k in first: torch.testing.assert_close(again[k], first[k], rtol=0, atol=0)
+
+
+def test_narrow_block_in_the_published_layout_has_the_flow_where_raft_stereo_reads_it():
+    "Issue 18: `update_block_to_raft_stereo` of a block with motion_dim != 128 put the flow columns at h + 126 (silently wrong)."
+    block = MultiLevelUpdateBlock((16, 16, 16), corr_channels=10, motion_dim=32, head_dim=24)
+    ours, pub = block.state_dict(), update_block_to_raft_stereo(block.state_dict())
+    u = 16 + 30                                              # after the state (16) and the motion features (32 - 2)
+    for k in ('gru08.convz.weight', 'gru08.convr.weight', 'gru08.convq.weight'):
+        assert pub[k].shape[1] == ours[k].shape[1] + 1       # one more input: the flow's y component
+        torch.testing.assert_close(pub[k][:, :u], ours[k][:, :u], rtol=0, atol=0)
+        torch.testing.assert_close(pub[k][:, u], -ours[k][:, u], rtol=0, atol=0)          # u = -d
+        assert not pub[k][:, u + 1].any()                                                # v never moves
+        torch.testing.assert_close(pub[k][:, u + 2:], ours[k][:, u + 1:], rtol=0, atol=0)  # the 1/8 state
 
 
 def test_bad_checkpoints_are_named():
