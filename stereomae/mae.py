@@ -23,9 +23,8 @@ from .vit import ViTEncoder, EncoderOutput, patchify, unpatchify, patch_grid, si
 from .losses import ReconstructionLoss, REGIONS, norm_pix_target
 
 # %% auto #0
-__all__ = ['PRESETS', 'MaeConfig', 'CrossAttention', 'CrossBlock', 'MaeDecoder', 'decoder_inputs', 'decoder_forward', 'MaeOutput',
-           'StereoMAE', 'build_mae', 'mae_cost', 'Reconstruction', 'reconstruct', 'show_reconstruction',
-           'check_finite_loss']
+__all__ = ['PRESETS', 'MaeConfig', 'CrossAttention', 'CrossBlock', 'MaeDecoder', 'MaeOutput', 'StereoMAE', 'build_mae',
+           'mae_cost', 'Reconstruction', 'reconstruct', 'show_reconstruction', 'check_finite_loss']
 
 # %% ../nbs/05_mae.ipynb #42bd39fc
 @dataclass
@@ -133,46 +132,40 @@ class MaeDecoder(nn.Module):
 
     def extra_repr(self): return f"kind={self.kind!r}, joint={self.joint}, patch_size={self.patch_size}"
 
-# %% ../nbs/05_mae.ipynb #cdad2a77
-def _pos(dec:MaeDecoder, grid, P, ref:Tensor)->Tensor:  # (1, P + N, Dd) fixed sin-cos, zeros for the prefix
-    return sincos_pos_embed(dec.dim, grid, P).to(ref)[None]
+    def decoder_inputs(self, enc:EncoderOutput)->tuple[list[Tensor], list[Tensor]]:
+        "Per view: the full sequence with mask tokens `(B, P + N, Dd)` and the visible tokens alone `(B, P + K_v, Dd)`."
+        P, (h, w) = enc.num_prefix_tokens, enc.grid
+        pos = sincos_pos_embed(self.dim, enc.grid, P).to(enc.tokens[0])[None]        # (1, P + N, Dd), zeros for the prefix
+        full, visible = [], []
+        for t, ids in zip(enc.tokens, enc.ids):
+            x = self.embed(t)                                                          # (B, P + K, Dd)
+            cells = scatter_tokens(x[:, P:], ids, h * w, self.mask_token)              # (B, N, Dd)
+            full.append(torch.cat([x[:, :P], cells], 1) + pos)                         # (B, P + N, Dd)
+            vis_pos = pos[:, P:].expand(len(ids), -1, -1).gather(1, ids[..., None].expand(-1, -1, self.dim))  # (B, K, Dd)
+            visible.append(torch.cat([x[:, :P] + pos[:, :P], x[:, P:] + vis_pos], 1))  # (B, P + K, Dd)
+        return full, visible
 
-def decoder_inputs(self:MaeDecoder, enc:EncoderOutput)->tuple[list[Tensor], list[Tensor]]:
-    "Per view: the full sequence with mask tokens `(B, P + N, Dd)` and the visible tokens alone `(B, P + K_v, Dd)`."
-    P, (h, w) = enc.num_prefix_tokens, enc.grid
-    pos = _pos(self, enc.grid, P, enc.tokens[0])                                  # (1, P + N, Dd)
-    full, visible = [], []
-    for t, ids in zip(enc.tokens, enc.ids):
-        x = self.embed(t)                                                          # (B, P + K, Dd)
-        cells = scatter_tokens(x[:, P:], ids, h * w, self.mask_token)              # (B, N, Dd)
-        full.append(torch.cat([x[:, :P], cells], 1) + pos)                         # (B, P + N, Dd)
-        vis_pos = pos[:, P:].expand(len(ids), -1, -1).gather(1, ids[..., None].expand(-1, -1, self.dim))  # (B, K, Dd)
-        visible.append(torch.cat([x[:, :P] + pos[:, :P], x[:, P:] + vis_pos], 1))  # (B, P + K, Dd)
-    return full, visible
-
-def decoder_forward(self:MaeDecoder, enc:EncoderOutput)->Tensor:
-    "Pixels of every patch of both views `(B, V, N, ph·pw·C)` (no activation: MAE regresses pixels linearly)."
-    P, V = enc.num_prefix_tokens, len(enc.tokens)
-    full, visible = self.decoder_inputs(enc)
-    if self.kind == 'cross':
-        xs = []
-        for v in range(V):
-            x, mem = full[v], visible[(v + 1) % V]                                # the other view's encoded tokens
-            for blk in self.blocks: x = blk(x, mem)
-            xs.append(x)
-        x = torch.stack(xs, 1)                                                     # (B, V, P + N, Dd)
-    elif self.joint:
-        T = full[0].shape[1]
-        x = torch.cat([f + self.view_embed[:, v] for v, f in enumerate(full)], 1)  # (B, V·(P + N), Dd)
-        for blk in self.blocks: x = blk(x)
-        x = rearrange(x, 'B (V T) D -> B V T D', V=V, T=T)
-    else:
-        x = rearrange(torch.stack(full, 1), 'B V T D -> (B V) T D')               # siamese: views apart
-        for blk in self.blocks: x = blk(x)
-        x = rearrange(x, '(B V) T D -> B V T D', V=V)
-    return self.pred(self.norm(x[:, :, P:]))                                       # (B, V, N, ph·pw·C)
-
-MaeDecoder.decoder_inputs, MaeDecoder.forward = decoder_inputs, decoder_forward
+    def forward(self, enc:EncoderOutput)->Tensor:
+        "Pixels of every patch of both views `(B, V, N, ph·pw·C)` (no activation: MAE regresses pixels linearly)."
+        P, V = enc.num_prefix_tokens, len(enc.tokens)
+        full, visible = self.decoder_inputs(enc)
+        if self.kind == 'cross':
+            xs = []
+            for v in range(V):
+                x, mem = full[v], visible[(v + 1) % V]                                # the other view's encoded tokens
+                for blk in self.blocks: x = blk(x, mem)
+                xs.append(x)
+            x = torch.stack(xs, 1)                                                     # (B, V, P + N, Dd)
+        elif self.joint:
+            T = full[0].shape[1]
+            x = torch.cat([f + self.view_embed[:, v] for v, f in enumerate(full)], 1)  # (B, V·(P + N), Dd)
+            for blk in self.blocks: x = blk(x)
+            x = rearrange(x, 'B (V T) D -> B V T D', V=V, T=T)
+        else:
+            x = rearrange(torch.stack(full, 1), 'B V T D -> (B V) T D')               # siamese: views apart
+            for blk in self.blocks: x = blk(x)
+            x = rearrange(x, '(B V) T D -> B V T D', V=V)
+        return self.pred(self.norm(x[:, :, P:]))                                       # (B, V, N, ph·pw·C)
 
 # %% ../nbs/05_mae.ipynb #1c9e4528
 @dataclass
@@ -186,12 +179,14 @@ class StereoMAE(nn.Module):
     "Masked autoencoder for stereo pairs: a `ViTEncoder` on visible tokens, a decoder, a reconstruction loss."
     def __init__(self, encoder:ViTEncoder, decoder:MaeDecoder, loss:ReconstructionLoss,
                  mask_mode:str='independent',   # how `forward` draws masks when none is given
-                 mask_ratio:float=0.75):        # fraction hidden per masked view
+                 mask_ratio:float=0.75,         # fraction hidden per masked view
+                 cfg:MaeConfig|None=None):      # the config that built it (`build_mae` passes it; a run stores it)
         super().__init__()
         if not 0 <= mask_ratio < 1: raise ValueError(f"mask_ratio is {mask_ratio}: must be in [0, 1)")
         if mask_mode not in MASK_MODES: raise ValueError(f"mask_mode is {mask_mode!r}: expected one of {MASK_MODES}")
+        if cfg is not None and not isinstance(cfg, MaeConfig): raise TypeError(f"cfg is a {type(cfg).__name__}: expected a MaeConfig")
         self.encoder, self.decoder, self.loss = encoder, decoder, loss
-        self.mask_mode, self.mask_ratio = mask_mode, mask_ratio
+        self.mask_mode, self.mask_ratio, self.cfg = mask_mode, mask_ratio, cfg
         self.patch_size = encoder.patch_size
 
     def forward(self, left:Tensor, right:Tensor,        # (B, 3, H, W) in [0, 1], H and W multiples of the patch
@@ -203,7 +198,6 @@ class StereoMAE(nn.Module):
         if mask is None: mask = make_mask(self.mask_mode, left.shape[0], h * w, self.mask_ratio, generator, device=left.device)
         check_shape(mask, f'{left.shape[0]} 2 {h * w}', 'mask')
         return self.forward_unchecked(left, right, mask.bool())
-
     def forward_unchecked(self, left, right, mask)->MaeOutput:
         "`forward` without input checks (they read values; FLOP counting runs on the meta device)."
         enc = self.encoder(left, right, mask)
@@ -219,16 +213,17 @@ class StereoMAE(nn.Module):
         return MaeOutput(out.loss, pred, mask, out.terms)
 
 def build_mae(cfg:MaeConfig|str)->StereoMAE:
-    "Build a `StereoMAE` from a config or a preset name."
+    "Build a `StereoMAE` from a config or a preset name; the model keeps the config as `.cfg`."
     if isinstance(cfg, str):
         if cfg not in PRESETS: raise KeyError(f"no preset {cfg!r}; presets are {list(PRESETS)}")
         cfg = PRESETS[cfg]
+    if not isinstance(cfg, MaeConfig): raise TypeError(f"cfg is a {type(cfg).__name__}: expected a MaeConfig or a preset name")
     enc = ViTEncoder(cfg.img_size, cfg.patch_size, cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio,
                      mode=cfg.encoder_mode, drop_path_rate=cfg.drop_path)
     dec = MaeDecoder(cfg.embed_dim, cfg.patch_size, cfg.decoder_dim, cfg.decoder_depth, cfg.decoder_heads, cfg.mlp_ratio,
                      kind=cfg.decoder, joint=cfg.encoder_mode == 'joint')
     loss = ReconstructionLoss(cfg.loss_mse, cfg.loss_ssim, cfg.loss_perceptual, cfg.loss_region, cfg.norm_pix, cfg.vgg_weights)
-    return StereoMAE(enc, dec, loss, cfg.mask_mode, cfg.mask_ratio)
+    return StereoMAE(enc, dec, loss, cfg.mask_mode, cfg.mask_ratio, cfg)
 
 # %% ../nbs/05_mae.ipynb #5bb4d123
 @torch.no_grad()

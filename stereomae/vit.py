@@ -23,9 +23,8 @@ logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['logger', 'ENCODER_PRESETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'OPTIONAL_KEYS', 'as_pair', 'patch_grid', 'patchify',
-           'unpatchify', 'sincos_1d', 'sincos_pos_embed', 'EncoderOutput', 'ViTEncoder', 'pos_embed_for', 'embed',
-           'forward_features', 'forward', 'tokens_to_map', 'default_dense_layers', 'forward_dense', 'LoadReport',
-           'read_state_dict', 'load_weights', 'from_timm', 'from_mim_checkpoint', 'count_parameters']
+           'unpatchify', 'sincos_1d', 'sincos_pos_embed', 'EncoderOutput', 'tokens_to_map', 'default_dense_layers',
+           'ViTEncoder', 'LoadReport', 'read_state_dict', 'count_parameters']
 
 # %% ../nbs/03_vit.ipynb #66f1280f
 def as_pair(p:int|tuple[int, int])->tuple[int, int]:
@@ -87,7 +86,7 @@ def sincos_pos_embed(D:int,               # model width, a multiple of 4
 ENCODER_PRESETS = {  # ViT sizes: embed_dim, depth, num_heads (MLP ratio 4 throughout)
     'tiny':  dict(embed_dim=192,  depth=4,  num_heads=3),   # CPU demos and tests, not a published size
     'small': dict(embed_dim=384,  depth=12, num_heads=6),   # ViT-S/16
-    'base':  dict(embed_dim=768,  depth=12, num_heads=12),  # ViT-B/16, the seed's encoder
+    'base':  dict(embed_dim=768,  depth=12, num_heads=12),  # ViT-B/16, the paper's encoder
     'large': dict(embed_dim=1024, depth=24, num_heads=16),  # ViT-L/16
 }
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -102,12 +101,23 @@ class EncoderOutput:
     @property
     def patch_tokens(self)->list[Tensor]: return [t[:, self.num_prefix_tokens:] for t in self.tokens]  # (B, K_v, D)
 
+def tokens_to_map(x:Tensor, grid:tuple[int, int])->Tensor: # (B, h*w, D) -> (B, D, h, w)
+    "Lay a view's patch tokens (raster order, no prefix) back on their grid."
+    return rearrange(x, 'B (h w) D -> B D h w', h=grid[0], w=grid[1])
+
+def default_dense_layers(depth:int)->tuple[int, ...]:
+    "Four evenly spaced block indices ending at the last block: (2, 5, 8, 11) for depth 12."
+    return tuple(sorted({max(0, round(depth * (i + 1) / 4) - 1) for i in range(4)}))
+
+@torch.no_grad()
+def _no_grad_sincos(D, grid, prefix): return sincos_pos_embed(D, grid, prefix)
+
 # %% ../nbs/03_vit.ipynb #2c3def9d
 class ViTEncoder(nn.Module):
     "A ViT encoder of timm blocks for one or two views, encoding the visible tokens only."
     def __init__(self,
                  img_size:int|tuple[int, int]=224,   # (H, W) the stored position embedding is made for
-                 patch_size:int|tuple[int, int]=16,  # (ph, pw); the seed used (16, 32)
+                 patch_size:int|tuple[int, int]=16,  # (ph, pw); the paper used (16, 32)
                  embed_dim:int=768,                  # D (ViT-B)
                  depth:int=12,                       # number of blocks (ViT-B)
                  num_heads:int=12,                   # attention heads (ViT-B)
@@ -125,9 +135,9 @@ class ViTEncoder(nn.Module):
         if mode not in ('siamese', 'joint'): raise ValueError(f"mode is {mode!r}: expected 'siamese' or 'joint'")
         if pos_embed not in ('sincos', 'learned'): raise ValueError(f"pos_embed is {pos_embed!r}: expected 'sincos' or 'learned'")
         if input_norm not in (None, 'imagenet'): raise ValueError(f"input_norm is {input_norm!r}: expected None or 'imagenet'")
-        self.mode, self.embed_dim, self.depth, self.num_heads = mode, embed_dim, depth, num_heads
+        self.mode, self.embed_dim, self.depth, self.num_heads, self.mlp_ratio = mode, embed_dim, depth, num_heads, mlp_ratio
         self.patch_size, self.pos_embed_kind, self.input_norm = as_pair(patch_size), pos_embed, input_norm
-        self.img_size = as_pair(img_size)
+        self.img_size, self.drop_path_rate = as_pair(img_size), drop_path_rate
         self.grid = patch_grid(self.img_size, self.patch_size, 'img_size')
         self.num_prefix_tokens = int(class_token)
         self.patch_embed = PatchEmbed(self.img_size, self.patch_size, in_chans, embed_dim, strict_img_size=False)
@@ -158,120 +168,131 @@ class ViTEncoder(nn.Module):
 
     def extra_repr(self): return f"mode={self.mode!r}, patch_size={self.patch_size}, grid={self.grid}, pos_embed={self.pos_embed_kind!r}"
 
-# %% ../nbs/03_vit.ipynb #5da15e4e
-@torch.no_grad()
-def _no_grad_sincos(D, grid, prefix): return sincos_pos_embed(D, grid, prefix)
+    def pos_embed_for(self, grid:tuple[int, int])->Tensor:
+        "The position embedding `(1, P + h*w, D)` for a patch grid: stored, recomputed (sin-cos) or resampled (learned)."
+        grid, P = tuple(grid), self.num_prefix_tokens
+        if grid == tuple(self.grid): return self.pos_embed
+        if self.pos_embed_kind == 'sincos':
+            pe = _no_grad_sincos(self.embed_dim, grid, 0).to(self.pos_embed)[None]   # (1, N, D)
+            return torch.cat([self.pos_embed[:, :P], pe], 1)                        # (1, P + N, D)
+        return resample_abs_pos_embed(self.pos_embed, list(grid), list(self.grid), num_prefix_tokens=P)
 
-def pos_embed_for(self:ViTEncoder, grid:tuple[int, int])->Tensor:
-    "The position embedding `(1, P + h*w, D)` for a patch grid: stored, recomputed (sin-cos) or resampled (learned)."
-    grid = tuple(grid)
-    if grid == tuple(self.grid): return self.pos_embed
-    if self.pos_embed_kind == 'sincos':
-        pe = _no_grad_sincos(self.embed_dim, grid, 0).to(self.pos_embed)[None]       # (1, N, D)
-        return torch.cat([self.pos_embed[:, :self.num_prefix_tokens], pe], 1)       # (1, P + N, D)
-    return resample_abs_pos_embed(self.pos_embed, list(grid), list(self.grid), num_prefix_tokens=self.num_prefix_tokens)
+    def embed(self, img:Tensor,        # (B, C, H, W), H and W multiples of the patch
+              name:str='image',        # how errors call it
+             )->tuple[Tensor, Tensor, tuple[int, int]]: # patch tokens (B, N, D), prefix tokens (B, P, D), grid (h, w)
+        "Patch tokens with their position embedding, and the prefix (CLS) tokens with theirs."
+        check_shape(img, 'B C H W', name)
+        grid, P = patch_grid(img.shape[-2:], self.patch_size, name), self.num_prefix_tokens
+        if self.input_norm == 'imagenet': img = (img - self.pixel_mean) / self.pixel_std
+        pos = self.pos_embed_for(grid)                                                # (1, P + N, D)
+        x = self.patch_embed(img) + pos[:, P:]                                      # (B, N, D)
+        prefix = (self.cls_token + pos[:, :P]).expand(img.shape[0], -1, -1) if P else x[:, :0]  # (B, P, D)
+        return x, prefix, grid
 
-def embed(self:ViTEncoder,
-          img:Tensor,        # (B, C, H, W), H and W multiples of the patch
-          name:str='image',  # how errors call it
-         )->tuple[Tensor, Tensor, tuple[int, int]]: # patch tokens (B, N, D), prefix tokens (B, P, D), grid (h, w)
-    "Patch tokens with their position embedding, and the prefix (CLS) tokens with theirs."
-    check_shape(img, 'B C H W', name)
-    grid = patch_grid(img.shape[-2:], self.patch_size, name)
-    if self.input_norm == 'imagenet': img = (img - self.pixel_mean) / self.pixel_std
-    pos = self.pos_embed_for(grid)                                                    # (1, P + N, D)
-    x = self.patch_embed(img) + pos[:, self.num_prefix_tokens:]                     # (B, N, D)
-    P = self.num_prefix_tokens
-    prefix = (self.cls_token + pos[:, :P]).expand(img.shape[0], -1, -1) if P else x[:, :0]  # (B, P, D)
-    return x, prefix, grid
+    def forward_features(self, img:Tensor)->Tensor: # (B, C, H, W) -> (B, P + N, D)
+        "All tokens of one image through every block and the final norm: timm's `forward_features`."
+        x, prefix, _ = self.embed(img, 'img')
+        return self.norm(self.blocks(torch.cat([prefix, x], 1)))                     # (B, P + N, D)
 
-def forward_features(self:ViTEncoder, img:Tensor)->Tensor: # (B, C, H, W) -> (B, P + N, D)
-    "All tokens of one image through every block and the final norm: timm's `forward_features`."
-    x, prefix, _ = self.embed(img, 'img')
-    return self.norm(self.blocks(torch.cat([prefix, x], 1)))                         # (B, P + N, D)
+    def _run(self, x:Tensor, layers:tuple[int, ...]=())->tuple[Tensor, list[Tensor]]:
+        "Blocks then final norm on `(B, T, D)`; also return the raw outputs of the blocks listed in `layers`."
+        keep = []
+        for i, blk in enumerate(self.blocks):
+            x = blk(x)
+            if i in layers: keep.append(x)
+        return self.norm(x), keep
 
-ViTEncoder.pos_embed_for, ViTEncoder.embed, ViTEncoder.forward_features = pos_embed_for, embed, forward_features
+    def _views(self, xs:list[Tensor], prefix:Tensor, layers:tuple[int, ...]=())->tuple[list[Tensor], list[list[Tensor]]]:
+        "Encode per-view token lists (B, K_v, D) in the encoder's mode; per view (B, P + K_v, D) and the block outputs."
+        P, V = prefix.shape[1], len(xs)
+        if self.mode == 'joint':
+            Ks = [x.shape[1] for x in xs]
+            seq = torch.cat([prefix] + [x + self.view_embed[:, v] for v, x in enumerate(xs)], 1)  # (B, P + sum K, D)
+            out, mids = self._run(seq, layers)
+            split = lambda t: [torch.cat([t[:, :P], p], 1) for p in t[:, P:].split(Ks, 1)]
+            return split(out), [[split(m)[v] for m in mids] for v in range(V)]
+        if len({x.shape[1] for x in xs}) == 1:                                       # same K: one pass
+            out, mids = self._run(torch.cat([torch.cat([prefix, x], 1) for x in xs]), layers)  # (V*B, P + K, D)
+            return list(out.chunk(V)), [[m.chunk(V)[v] for m in mids] for v in range(V)]
+        runs = [self._run(torch.cat([prefix, x], 1), layers) for x in xs]
+        return [r[0] for r in runs], [r[1] for r in runs]
 
-# %% ../nbs/03_vit.ipynb #29d8fc29
-def _run(self:ViTEncoder, x:Tensor, layers:tuple[int, ...]=())->tuple[Tensor, list[Tensor]]:
-    "Blocks then final norm on `(B, T, D)`; also return the raw outputs of the blocks listed in `layers`."
-    keep = []
-    for i, blk in enumerate(self.blocks):
-        x = blk(x)
-        if i in layers: keep.append(x)
-    return self.norm(x), keep
+    def _embed_views(self, left:Tensor, right:Tensor|None)->list[tuple[Tensor, Tensor, tuple[int, int]]]:
+        if right is not None and left.shape != right.shape:
+            raise ValueError(f"left is {tuple(left.shape)}, right is {tuple(right.shape)}: sizes must match")
+        return [self.embed(img, name) for img, name in zip([left] if right is None else [left, right], ('left', 'right'))]
 
-def _views(self:ViTEncoder, xs:list[Tensor], prefix:Tensor, layers:tuple[int, ...]=())->tuple[list[Tensor], list[list[Tensor]]]:
-    "Encode per-view token lists (B, K_v, D) in the encoder's mode; per view (B, P + K_v, D) and the block outputs."
-    P, V = prefix.shape[1], len(xs)
-    if self.mode == 'joint':
-        Ks = [x.shape[1] for x in xs]
-        seq = torch.cat([prefix] + [x + self.view_embed[:, v] for v, x in enumerate(xs)], 1)  # (B, P + sum K, D)
-        out, mids = self._run(seq, layers)
-        def split(t):
-            parts = t[:, P:].split(Ks, 1)
-            return [torch.cat([t[:, :P], p], 1) for p in parts]
-        return split(out), [[split(m)[v] for m in mids] for v in range(V)]
-    if len({x.shape[1] for x in xs}) == 1:                                           # same K: one pass
-        out, mids = self._run(torch.cat([torch.cat([prefix, x], 1) for x in xs]), layers)  # (V*B, P + K, D)
-        return list(out.chunk(V)), [[m.chunk(V)[v] for m in mids] for v in range(V)]
-    runs = [self._run(torch.cat([prefix, x], 1), layers) for x in xs]
-    return [r[0] for r in runs], [r[1] for r in runs]
+    def forward(self, left:Tensor,              # (B, C, H, W)
+                right:Tensor|None=None,         # (B, C, H, W) or None (one view)
+                mask:Tensor|None=None,          # (B, 2, N) or (B, N) for one view, True = hidden; None: all visible
+               )->EncoderOutput:
+        "Encode the visible tokens of one view or a stereo pair."
+        embs = self._embed_views(left, right)
+        (B, N, _), grid, prefix, V = embs[0][0].shape, embs[0][2], embs[0][1], len(embs)
+        if mask is not None:
+            mask = mask[:, None] if mask.dim() == 2 else mask
+            check_shape(mask, f'{B} {V} {N}', 'mask')
+            ids = [visible_indices(mask[:, v]) for v in range(V)]                    # (B, K_v) each
+        else: ids = [torch.arange(N, device=left.device).expand(B, N) for _ in embs]
+        xs = [gather_tokens(e[0], i) if mask is not None else e[0] for e, i in zip(embs, ids)]  # (B, K_v, D)
+        tokens, _ = self._views(xs, prefix)
+        return EncoderOutput(tokens, ids, grid, self.num_prefix_tokens)
 
-def forward(self:ViTEncoder,
-            left:Tensor,              # (B, C, H, W)
-            right:Tensor|None=None,   # (B, C, H, W) or None (one view)
-            mask:Tensor|None=None,    # (B, 2, N) or (B, N) for one view, True = hidden; None: all visible
-           )->EncoderOutput:
-    "Encode the visible tokens of one view or a stereo pair."
-    views = [left] if right is None else [left, right]
-    if right is not None and left.shape != right.shape:
-        raise ValueError(f"left is {tuple(left.shape)}, right is {tuple(right.shape)}: sizes must match")
-    embs = [self.embed(img, name) for img, name in zip(views, ('left', 'right'))]
-    (B, N, _), grid, prefix = embs[0][0].shape, embs[0][2], embs[0][1]
-    if mask is not None:
-        mask = mask[:, None] if mask.dim() == 2 else mask
-        check_shape(mask, f'{B} {len(views)} {N}', 'mask')
-        ids = [visible_indices(mask[:, v]) for v in range(len(views))]              # (B, K_v) each
-    else: ids = [torch.arange(N, device=left.device).expand(B, N) for _ in views]
-    xs = [gather_tokens(e[0], i) if mask is not None else e[0] for e, i in zip(embs, ids)]  # (B, K_v, D)
-    tokens, _ = self._views(xs, prefix)
-    return EncoderOutput(tokens, ids, grid, self.num_prefix_tokens)
+    def forward_dense(self, left:Tensor,                   # (B, C, H, W)
+                      right:Tensor|None=None,              # (B, C, H, W) or None
+                      layers:tuple[int, ...]|None=None,    # block indices (0-based, negative from the end)
+                      norm:bool=False,                     # apply the final LayerNorm to each map
+                     )->list[Tensor]|tuple[list[Tensor], list[Tensor]]: # per layer (B, D, h, w); a pair with `right`
+        "Dense maps `(B, D, h, w)` from chosen blocks, for the left view (and the right one)."
+        layers = default_dense_layers(self.depth) if layers is None else tuple(layers)
+        bad = [i for i in layers if not -self.depth <= i < self.depth]
+        if bad: raise ValueError(f"layers {bad} out of range for an encoder of depth {self.depth}")
+        layers, P = tuple(i % self.depth for i in layers), self.num_prefix_tokens
+        embs, order = self._embed_views(left, right), sorted(set(layers))
+        _, mids = self._views([e[0] for e in embs], embs[0][1], tuple(order))
+        maps = [[tokens_to_map((self.norm(m) if norm else m)[:, P:], embs[0][2]) for m in (mv[order.index(i)] for i in layers)]
+                for mv in mids]                                                      # per view, per layer (B, D, h, w)
+        return maps[0] if right is None else (maps[0], maps[1])
 
-ViTEncoder._run, ViTEncoder._views, ViTEncoder.forward = _run, _views, forward
+    def load_weights(self, src,                  # timm ViT / ViTEncoder, state dict, or path (.pth, .pt, .safetensors)
+                     prefix:str='',              # e.g. 'encoder.' for a stereo MIM checkpoint
+                     src_grid:tuple[int, int]|None=None, # the source's patch grid when it is not square and not ours
+                     strict:bool=True,           # raise when encoder keys are missing (view_embed excepted)
+                     verbose:bool=True,          # print the report (it is always logged and kept in `.load_report`)
+                     weights_only:bool=True,     # torch.load's safe mode
+                    )->LoadReport:
+        "Load weights into this encoder, adapting patch size and grid (see *Loading weights*); report what happened."
+        sd, desc, ignored = read_state_dict(src, prefix, weights_only)
+        if src_grid is None and hasattr(src, 'patch_embed'): src_grid = tuple(src.patch_embed.grid_size)
+        return _load_prepared(self, sd, desc, ignored, prefix, src_grid, strict, verbose)
 
-# %% ../nbs/03_vit.ipynb #d61fb04c
-def tokens_to_map(x:Tensor, grid:tuple[int, int])->Tensor: # (B, h*w, D) -> (B, D, h, w)
-    "Lay a view's patch tokens (raster order, no prefix) back on their grid."
-    return rearrange(x, 'B (h w) D -> B D h w', h=grid[0], w=grid[1])
+    @classmethod
+    def from_timm(cls, src,                                # timm VisionTransformer, state dict, or checkpoint path
+                  prefix:str='',                           # keep only keys under this prefix
+                  img_size:int|tuple[int, int]|None=None,  # image size of the stored grid (default: the source grid x patch)
+                  patch_size:int|tuple[int, int]|None=None,# new patch size (the projection is resampled), default the source's
+                  num_heads:int|None=None,                 # default: the timm model's, else embed_dim // 64
+                  src_grid:tuple[int, int]|None=None,      # the source's grid when its pos_embed is not square
+                  strict:bool=True, verbose:bool=True, weights_only:bool=True,
+                  **kwargs,                                # any other `ViTEncoder` argument (mode, drop_path_rate, input_norm...)
+                 )->ViTEncoder:
+        "Build a `ViTEncoder` from timm / MAE / stereo MIM weights and load them (with a printed `LoadReport`)."
+        if hasattr(src, 'blocks') and hasattr(src, 'patch_embed'):
+            if getattr(src, 'num_reg_tokens', 0) or getattr(src, 'no_embed_class', False):
+                raise ValueError(f"{type(src).__name__} has register tokens or no_embed_class: not supported by ViTEncoder")
+            num_heads, src_grid = num_heads or src.blocks[0].attn.num_heads, src_grid or tuple(src.patch_embed.grid_size)
+        sd, desc, ignored = read_state_dict(src, prefix, weights_only)
+        arch, notes = _infer_arch(sd, desc, num_heads, patch_size, img_size, src_grid)
+        enc = cls(**{**arch, **kwargs})
+        report = _load_prepared(enc, sd, desc, ignored, prefix, src_grid, strict, verbose=False)
+        report.adapted += notes
+        if verbose: print(report)
+        return enc
 
-def default_dense_layers(depth:int)->tuple[int, ...]:
-    "Four evenly spaced block indices ending at the last block: (2, 5, 8, 11) for depth 12."
-    return tuple(sorted({max(0, round(depth * (i + 1) / 4) - 1) for i in range(4)}))
-
-def forward_dense(self:ViTEncoder,
-                  left:Tensor,                         # (B, C, H, W)
-                  right:Tensor|None=None,              # (B, C, H, W) or None
-                  layers:tuple[int, ...]|None=None,    # block indices (0-based, negative from the end)
-                  norm:bool=False,                     # apply the final LayerNorm to each map
-                 )->list[Tensor]|tuple[list[Tensor], list[Tensor]]: # per layer (B, D, h, w); a pair with `right`
-    "Dense maps `(B, D, h, w)` from chosen blocks, for the left view (and the right one)."
-    layers = default_dense_layers(self.depth) if layers is None else tuple(layers)
-    bad = [i for i in layers if not -self.depth <= i < self.depth]
-    if bad: raise ValueError(f"layers {bad} out of range for an encoder of depth {self.depth}")
-    layers = tuple(i % self.depth for i in layers)
-    views = [left] if right is None else [left, right]
-    if right is not None and left.shape != right.shape:
-        raise ValueError(f"left is {tuple(left.shape)}, right is {tuple(right.shape)}: sizes must match")
-    embs = [self.embed(img, name) for img, name in zip(views, ('left', 'right'))]
-    grid, prefix, P = embs[0][2], embs[0][1], self.num_prefix_tokens
-    _, mids = self._views([e[0] for e in embs], prefix, tuple(sorted(set(layers))))
-    order = sorted(set(layers))
-    maps = [[tokens_to_map((self.norm(m) if norm else m)[:, P:], grid) for m in (mv[order.index(i)] for i in layers)]
-            for mv in mids]                                                          # per view, per layer (B, D, h, w)
-    return maps[0] if right is None else (maps[0], maps[1])
-
-ViTEncoder.forward_dense = forward_dense
+    @classmethod
+    def from_mim_checkpoint(cls, src, prefix:str='encoder.', **kwargs)->ViTEncoder:
+        "A `ViTEncoder` from a stereo MIM checkpoint whose encoder lives under `prefix` (decoder and loss entries ignored)."
+        return cls.from_timm(src, prefix=prefix, **kwargs)
 
 # %% ../nbs/03_vit.ipynb #6358b6da
 @dataclass
@@ -343,42 +364,41 @@ def _source_grid(N:int, grid, own:tuple[int, int])->tuple[int, int]:
     if s * s != N: raise ValueError(f"pos_embed has {N} positions, not a square grid: pass src_grid=(h, w)")
     return (s, s)
 
-def _adapt(self:ViTEncoder, sd:dict, src_grid=None)->list[str]:
-    "Resample the patch projection and the position embedding in `sd` (in place) to this encoder; say what changed."
+def _adapt(enc:ViTEncoder, sd:dict, src_grid=None)->list[str]:
+    "Resample the patch projection and the position embedding in `sd` (in place) to `enc`; say what changed."
     notes, key = [], 'patch_embed.proj.weight'
     w = sd.get(key)
-    if w is not None and w.dim() == 4 and tuple(w.shape[-2:]) != self.patch_size and w.shape[:2] == self.patch_embed.proj.weight.shape[:2]:
-        sd[key] = resample_patch_embed(w.float(), list(self.patch_size)).to(w.dtype)
-        notes.append(f"{key}: patch {w.shape[-2]}x{w.shape[-1]} -> {self.patch_size[0]}x{self.patch_size[1]} "
+    if w is not None and w.dim() == 4 and tuple(w.shape[-2:]) != enc.patch_size and w.shape[:2] == enc.patch_embed.proj.weight.shape[:2]:
+        sd[key] = resample_patch_embed(w.float(), list(enc.patch_size)).to(w.dtype)
+        notes.append(f"{key}: patch {w.shape[-2]}x{w.shape[-1]} -> {enc.patch_size[0]}x{enc.patch_size[1]} "
                      "(timm resample_patch_embed, pseudo-inverse bicubic resize)")
-    pos, P = sd.get('pos_embed'), self.num_prefix_tokens
-    if pos is not None and pos.dim() == 3 and pos.shape[-1] == self.embed_dim and pos.shape[1] > P:
-        grid = _source_grid(pos.shape[1] - P, src_grid, self.grid)
-        is_sincos = torch.allclose(pos[0, P:].float(), sincos_pos_embed(self.embed_dim, grid), atol=1e-4)
-        self.pos_embed_kind = 'sincos' if is_sincos else 'learned'
-        self.pos_embed.requires_grad_(not is_sincos)
+    pos, P = sd.get('pos_embed'), enc.num_prefix_tokens
+    if pos is not None and pos.dim() == 3 and pos.shape[-1] == enc.embed_dim and pos.shape[1] > P:
+        grid = _source_grid(pos.shape[1] - P, src_grid, enc.grid)
+        is_sincos = torch.allclose(pos[0, P:].float(), sincos_pos_embed(enc.embed_dim, grid), atol=1e-4)
+        enc.pos_embed_kind = 'sincos' if is_sincos else 'learned'
+        enc.pos_embed.requires_grad_(not is_sincos)
         if is_sincos:
-            new = torch.cat([pos[0, :P].float(), sincos_pos_embed(self.embed_dim, self.grid)])[None].to(pos.dtype)
+            new = torch.cat([pos[0, :P].float(), sincos_pos_embed(enc.embed_dim, enc.grid)])[None].to(pos.dtype)
             notes.append(f"pos_embed: 2-D sin-cos (matches the formula, kept fixed)"
-                         + (f", recomputed for grid {grid[0]}x{grid[1]} -> {self.grid[0]}x{self.grid[1]}" if grid != self.grid else ''))
-        elif grid != self.grid:
-            new = resample_abs_pos_embed(pos.float(), list(self.grid), list(grid), num_prefix_tokens=P).to(pos.dtype)
-            notes.append(f"pos_embed: learned, resampled bicubically {grid[0]}x{grid[1]} -> {self.grid[0]}x{self.grid[1]}")
+                         + (f", recomputed for grid {grid[0]}x{grid[1]} -> {enc.grid[0]}x{enc.grid[1]}" if grid != enc.grid else ''))
+        elif grid != enc.grid:
+            new = resample_abs_pos_embed(pos.float(), list(enc.grid), list(grid), num_prefix_tokens=P).to(pos.dtype)
+            notes.append(f"pos_embed: learned, resampled bicubically {grid[0]}x{grid[1]} -> {enc.grid[0]}x{enc.grid[1]}")
         else: new = pos
-        if grid != self.grid or is_sincos: sd['pos_embed'] = new
-        if not is_sincos and grid == self.grid: notes.append("pos_embed: learned (trainable)")
+        if grid != enc.grid or is_sincos: sd['pos_embed'] = new
+        if not is_sincos and grid == enc.grid: notes.append("pos_embed: learned (trainable)")
     return notes
-
-ViTEncoder._adapt = _adapt
 
 # %% ../nbs/03_vit.ipynb #01e6e5d0
 OPTIONAL_KEYS = ('view_embed',)  # encoder keys timm/MAE weights cannot have; missing them is never an error
 
-def _load_prepared(self:ViTEncoder, sd:dict, desc:str, ignored:dict, prefix:str='', src_grid=None,
+def _load_prepared(enc:ViTEncoder, sd:dict, desc:str, ignored:dict, prefix:str='', src_grid=None,
                    strict:bool=True, verbose:bool=True)->LoadReport:
+    "Adapt `sd` to `enc`, compare key by key, load what fits; the report is printed, logged and kept as `enc.load_report`."
     sd = dict(sd)
-    report = LoadReport(desc, prefix, adapted=self._adapt(sd, src_grid), ignored=ignored)
-    own = self.state_dict()
+    report = LoadReport(desc, prefix, adapted=_adapt(enc, sd, src_grid), ignored=ignored)
+    own = enc.state_dict()
     for k, v in own.items():
         if k not in sd: report.missing.append(k); continue
         if tuple(sd[k].shape) != tuple(v.shape):
@@ -389,74 +409,32 @@ def _load_prepared(self:ViTEncoder, sd:dict, desc:str, ignored:dict, prefix:str=
     if strict and hard:
         raise ValueError(f"{desc}: the encoder's {hard[:8]}{' ...' if len(hard) > 8 else ''} ({len(hard)} keys) are missing "
                          f"under prefix {prefix!r}; pass strict=False to keep them at init\n{report}")
-    self.load_state_dict({k: sd[k] for k in report.loaded}, strict=False)
-    self.load_report = report
+    enc.load_state_dict({k: sd[k] for k in report.loaded}, strict=False)
+    enc.load_report = report
     logger.info('%s', report)
     if verbose: print(report)
     return report
 
-def load_weights(self:ViTEncoder,
-                 src,                    # timm ViT / ViTEncoder, state dict, or path (.pth, .pt, .safetensors)
-                 prefix:str='',          # e.g. 'encoder.' for a stereo MIM checkpoint
-                 src_grid:tuple[int, int]|None=None, # the source's patch grid when it is not square and not ours
-                 strict:bool=True,       # raise when encoder keys are missing (view_embed excepted)
-                 verbose:bool=True,      # print the report (it is always logged and kept in `.load_report`)
-                 weights_only:bool=True, # torch.load's safe mode
-                )->LoadReport:
-    "Load weights into this encoder, adapting patch size and grid; report what was loaded, adapted, missing, unused."
-    sd, desc, ignored = read_state_dict(src, prefix, weights_only)
-    if src_grid is None and hasattr(src, 'patch_embed'): src_grid = tuple(src.patch_embed.grid_size)
-    return self._load_prepared(sd, desc, ignored, prefix, src_grid, strict, verbose)
-
-ViTEncoder._load_prepared, ViTEncoder.load_weights = _load_prepared, load_weights
-
 # %% ../nbs/03_vit.ipynb #c449d59c
-def _infer_arch(sd:dict, desc:str)->dict:
+def _infer_arch(sd:dict, desc:str,          # the source's state dict (under the prefix) and its description
+                num_heads:int|None=None,    # heads when known (a timm model), else embed_dim // 64
+                patch_size=None, img_size=None, src_grid=None, # what `from_timm` was asked for
+               )->tuple[dict, list[str]]:   # `ViTEncoder` arguments, notes for the report
+    "The architecture a ViT state dict was built with, for the patch and image size asked for."
     if 'patch_embed.proj.weight' not in sd:
         raise ValueError(f"{desc} has no 'patch_embed.proj.weight': not a ViT encoder state dict (keys {sorted(sd)[:6]} ...)")
     w = sd['patch_embed.proj.weight']                                         # (D, C, ph, pw)
-    blocks = {int(k.split('.')[1]) for k in sd if k.startswith('blocks.')}
-    return dict(embed_dim=w.shape[0], in_chans=w.shape[1], patch_size=tuple(w.shape[-2:]), depth=max(blocks) + 1,
-                mlp_ratio=sd['blocks.0.mlp.fc1.weight'].shape[0] / w.shape[0], qkv_bias='blocks.0.attn.qkv.bias' in sd,
-                class_token='cls_token' in sd, mode='joint' if 'view_embed' in sd else 'siamese')
-
-@classmethod
-def from_timm(cls,
-              src,                                   # timm VisionTransformer, state dict, or checkpoint path
-              prefix:str='',                         # keep only keys under this prefix
-              img_size:int|tuple[int, int]|None=None,# image size of the stored grid (default: the source grid x patch)
-              patch_size:int|tuple[int, int]|None=None, # new patch size (the projection is resampled), default the source's
-              num_heads:int|None=None,               # default: the timm model's, else embed_dim // 64
-              src_grid:tuple[int, int]|None=None,    # the source's grid when its pos_embed is not square
-              strict:bool=True, verbose:bool=True, weights_only:bool=True,
-              **kwargs,                              # any other `ViTEncoder` argument (mode, drop_path_rate, input_norm...)
-             )->ViTEncoder:
-    "Build a `ViTEncoder` from timm / MAE / stereo MIM weights and load them (with a printed `LoadReport`)."
-    if hasattr(src, 'blocks') and hasattr(src, 'patch_embed'):
-        if getattr(src, 'num_reg_tokens', 0) or getattr(src, 'no_embed_class', False):
-            raise ValueError(f"{type(src).__name__} has register tokens or no_embed_class: not supported by ViTEncoder")
-        num_heads = num_heads or src.blocks[0].attn.num_heads
-        src_grid = src_grid or tuple(src.patch_embed.grid_size)
-    sd, desc, ignored = read_state_dict(src, prefix, weights_only)
-    arch = _infer_arch(sd, desc)
-    heads_note = None if num_heads else f"num_heads: not in the weights, assumed embed_dim // 64 = {arch['embed_dim'] // 64}"
-    arch['num_heads'] = num_heads or max(1, arch['embed_dim'] // 64)
-    src_patch = arch.pop('patch_size'); arch['patch_size'] = as_pair(patch_size or src_patch)
+    D, blocks = w.shape[0], {int(k.split('.')[1]) for k in sd if k.startswith('blocks.')}
+    arch = dict(embed_dim=D, in_chans=w.shape[1], patch_size=as_pair(patch_size or tuple(w.shape[-2:])),
+                depth=max(blocks) + 1, mlp_ratio=sd['blocks.0.mlp.fc1.weight'].shape[0] / D,
+                qkv_bias='blocks.0.attn.qkv.bias' in sd, class_token='cls_token' in sd,
+                mode='joint' if 'view_embed' in sd else 'siamese', num_heads=num_heads or max(1, D // 64))
+    notes = [] if num_heads else [f"num_heads: not in the weights, assumed embed_dim // 64 = {D // 64}"]
     if img_size is None:
         P = int(arch['class_token'])
         g = _source_grid(sd['pos_embed'].shape[1] - P, src_grid, (0, 0)) if 'pos_embed' in sd else (14, 14)
         img_size = (g[0] * arch['patch_size'][0], g[1] * arch['patch_size'][1])
-    enc = cls(img_size=img_size, **{**arch, **kwargs})
-    report = enc._load_prepared(sd, desc, ignored, prefix, src_grid, strict, verbose=False)
-    if heads_note: report.adapted.append(heads_note)
-    if verbose: print(report)
-    return enc
-
-def from_mim_checkpoint(cls, src, prefix:str='encoder.', **kwargs)->ViTEncoder:
-    "A `ViTEncoder` from a stereo MIM checkpoint whose encoder lives under `prefix` (decoder and loss entries ignored)."
-    return cls.from_timm(src, prefix=prefix, **kwargs)
-
-ViTEncoder.from_timm, ViTEncoder.from_mim_checkpoint = from_timm, classmethod(from_mim_checkpoint)
+    return arch | dict(img_size=img_size), notes
 
 # %% ../nbs/03_vit.ipynb #ce7e910e
 def count_parameters(m:nn.Module, trainable:bool=False)->int:
