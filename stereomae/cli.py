@@ -180,12 +180,10 @@ def pretrain(params:dict, **fit_kwargs):
     return fit_pretrain(s.pop('cfg'), s.pop('model'), s.pop('train_data'), s.pop('valid_data'), **s, **fit_kwargs)
 
 # %% ../nbs/10b_cli.ipynb #11fe2c6d
-def disparity_options()->tuple[type, type]:
-    "Dataclasses of `DisparityModel`'s ViT-neck arguments and RAFT-Stereo options (flat keys of a stage-2 job)."
-    from stereomae.config import options_config
-    from stereomae.disparity import DisparityModel, RAFT_STEREO_DEFAULTS
-    return (options_config('NeckOptions', DisparityModel.__init__, exclude=('encoder',)),
-            options_config('RaftStereoOptions', RAFT_STEREO_DEFAULTS))
+def disparity_options(mae_cfg=None)->tuple:
+    "The model's config target of a stage-2 job for `build_configs`: a `DisparityConfig` on `mae_cfg`'s encoder (a preset), or the class."
+    from stereomae.disparity import DisparityConfig
+    return (DisparityConfig if mae_cfg is None else DisparityConfig.from_mae(mae_cfg),)
 
 def with_shared_aliases(model:torch.nn.Module, state:dict)->dict:
     "Give back the names safetensors drops: a tensor registered under several names (RAFT-Stereo's `norm3`) is stored once."
@@ -199,23 +197,17 @@ def with_shared_aliases(model:torch.nn.Module, state:dict)->dict:
             for n in names: state.setdefault(n, state[have])
     return state
 
-def build_disparity_model(cfg:FinetuneConfig, neck, raft, mae_cfg)->torch.nn.Module:
-    "The stage-2 model: a ViT encoder (random, from a MIM run or from a timm ViT), or RAFT-Stereo's CNN, under RAFT-Stereo's decoder."
-    import dataclasses
-    from stereomae.mae import build_mae
-    from stereomae.disparity import DisparityModel
+def build_disparity_model(cfg:FinetuneConfig, dcfg)->torch.nn.Module:
+    "The stage-2 model `dcfg` (a `DisparityConfig`) describes, its ViT started as `cfg.init` says (random, a MIM run, a timm ViT) or all of it from a fine-tuned run."
+    from stereomae.disparity import build_disparity
     from stereomae.train import load_weights, check_state_dict
     if cfg.init not in INITS: raise ValueError(f"init={cfg.init!r}: expected one of {INITS}")
     if cfg.init != 'scratch' and not cfg.init_from: raise ValueError(f"init={cfg.init!r} needs init_from (a weights file)")
-    if cfg.backbone not in ('vit', 'cnn'): raise ValueError(f"backbone={cfg.backbone!r}: expected 'vit' or 'cnn'")
-    if cfg.backbone == 'cnn':
-        if cfg.init in ('mim', 'timm'): raise ValueError(f"init={cfg.init!r} loads ViT weights: it needs backbone='vit'")
-        model = DisparityModel(None, **dataclasses.asdict(neck), **dataclasses.asdict(raft))   # the neck options do not apply
-    else:
-        encoder = build_mae(mae_cfg).encoder
-        if cfg.init == 'mim': encoder.load_weights(_existing(cfg.init_from, 'init_from'), prefix='encoder.')
-        if cfg.init == 'timm': encoder.load_weights(_existing(cfg.init_from, 'init_from'))
-        model = DisparityModel.from_encoder(encoder, **dataclasses.asdict(neck), **dataclasses.asdict(raft))
+    if cfg.backbone != dcfg.backbone: raise ValueError(f"backbone={cfg.backbone!r} but the model config has backbone={dcfg.backbone!r}")
+    if dcfg.backbone == 'cnn' and cfg.init in ('mim', 'timm'): raise ValueError(f"init={cfg.init!r} loads ViT weights: it needs backbone='vit'")
+    model = build_disparity(dcfg)
+    if cfg.init == 'mim': model.encoder.load_weights(_existing(cfg.init_from, 'init_from'), prefix='encoder.')
+    if cfg.init == 'timm': model.encoder.load_weights(_existing(cfg.init_from, 'init_from'))
     if cfg.init == 'finetuned':
         state = with_shared_aliases(model, load_weights(_existing(cfg.init_from, 'init_from')))
         check_state_dict(model, state, f"init_from {cfg.init_from!r}"); model.load_state_dict(state)
@@ -228,8 +220,7 @@ def finetune_setup(params:dict)->dict:
     from stereomae.train import valid_loader
     preset = params.get('preset', FinetuneConfig.preset)
     if preset not in PRESETS: raise KeyError(f"preset {preset!r} unknown; known: {', '.join(PRESETS)}")
-    Neck, Raft = disparity_options()
-    cfg, mae_cfg, neck, raft = build_configs(params, FinetuneConfig, PRESETS[preset], Neck, Raft)
+    cfg, mae_cfg, dcfg = build_configs(params, FinetuneConfig, PRESETS[preset], *disparity_options(PRESETS[preset]))
     specs = [parse_dataset_spec(s) for s in cfg.train_data]
     if not specs: raise ValueError("train_data is empty: name at least one dataset with ground truth")
     from stereomae import data
@@ -240,8 +231,8 @@ def finetune_setup(params:dict)->dict:
     vb = cfg.batch_size if cfg.valid_crop else 1
     collate = functools.partial(_collate(), mode='crop')
     _seed_everything(cfg)
-    model = build_disparity_model(cfg, neck, raft, mae_cfg)
-    return dict(cfg=cfg, model=model, train_data=train, configs=(mae_cfg, neck, raft), collate_fn=collate,
+    model = build_disparity_model(cfg, dcfg)
+    return dict(cfg=cfg, model=model, train_data=train, configs=(mae_cfg, model.cfg), collate_fn=collate,
                 valid_data=None if valid is None else valid_loader(valid, vb, cfg.seed, collate, cfg.valid_samples))
 
 @job('finetune', 'stage 2: disparity with a RAFT-Stereo decoder on the ViT encoder (stereomae.train.fit_disparity)')
@@ -265,9 +256,9 @@ def load_model(run:str|Path,             # a run directory, or its weights.safet
     params = load_params(run / 'config.yaml')
     if kind == 'disparity':
         from stereomae.mae import PRESETS
-        Neck, Raft = disparity_options()
-        cfg, mae_cfg, neck, raft = build_configs({**params, 'init': 'scratch'}, FinetuneConfig, PRESETS[params.get('preset', 'tiny')], Neck, Raft)
-        model = build_disparity_model(cfg, neck, raft, mae_cfg)
+        preset = PRESETS[params.get('preset', 'tiny')]
+        cfg, _, dcfg = build_configs({**params, 'init': 'scratch'}, FinetuneConfig, preset, *disparity_options(preset))
+        model = build_disparity_model(cfg, dcfg)
     elif kind == 'pretrain':
         from stereomae.mae import PRESETS, build_mae
         _, mae_cfg = build_configs(params, PretrainConfig, PRESETS[params.get('preset', 'tiny')])

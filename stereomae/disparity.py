@@ -4,8 +4,8 @@
 
 # %% ../nbs/08_disparity.ipynb #537f2b5f
 from __future__ import annotations
-import math
-from dataclasses import dataclass
+import difflib, math
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -15,12 +15,16 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
 from .core import check_pair, pad_to_multiple, unpad, amp_dtype, show_disparity, show_error
+from .vit import ViTEncoder, as_pair, patch_grid
+from .mae import MaeConfig
 
 # %% auto #0
-__all__ = ['NORMS', 'RAFT_STEREO_DEFAULTS', 'RAFT_STEREO_REALTIME', 'make_norm', 'ResidualBlock', 'init_weights',
-           'FeatureEncoder', 'ContextEncoder', 'ResidualConvUnit', 'DPTNeck', 'MatchingStem', 'strip_module_prefix',
-           'raft_stereo_options', 'DisparityOutput', 'gru_schedule', 'DisparityModel', 'iteration_predictions',
-           'show_iterations', 'iteration_viewer']
+__all__ = ['NORMS', 'MAE_ENCODER_FIELDS', 'VIT_FIELDS', 'RAFT_STEREO_OPTIONS', 'RAFT_STEREO_DEFAULTS', 'RAFT_STEREO_REALTIME',
+           'make_norm', 'ResidualBlock', 'init_weights', 'FeatureEncoder', 'ContextEncoder', 'ResidualConvUnit',
+           'DPTNeck', 'MatchingStem', 'BackboneOutput', 'CNNBackbone', 'SharedCNNBackbone', 'ViTBackbone',
+           'DisparityConfig', 'strip_module_prefix', 'raft_stereo_options', 'build_backbone', 'DisparityOutput',
+           'gru_schedule', 'DisparityModel', 'build_disparity', 'iteration_predictions', 'show_iterations',
+           'iteration_viewer']
 
 # %% ../nbs/08_disparity.ipynb #53cfd828
 NORMS = ('batch', 'instance', 'group', 'none')
@@ -82,8 +86,15 @@ class _Trunk(nn.Module):
     def _init_weights(self): init_weights(self)
 
     def trunk(self, x:Tensor)->Tensor:
-        if not torch.is_grad_enabled(): return self._trunk_inplace(x)  # inference: same values, in place (below)
+        if not torch.is_grad_enabled(): return self._trunk_inplace(x)  # inference: same values, in place (next section)
         return self.layer3(self.layer2(self.layer1(self.relu1(self.norm1(self.conv1(x))))))
+
+    def _trunk_inplace(self, x:Tensor)->Tensor:
+        "Inference: `trunk(x)` holding at most two maps of the widest stage (see the next section); channels-last inside."
+        x = x.contiguous(memory_format=torch.channels_last)   # convolutions on this layout write no reordered copy
+        x = _norm_(self.norm1, self.conv1(x)).relu_()
+        for block in (*self.layer1, *self.layer2, *self.layer3): x = _block_inplace(block, x)
+        return x.contiguous()                                 # (B, 128, H/2^n, W/2^n), the standard layout again
 
 class FeatureEncoder(_Trunk):
     "RAFT-Stereo's `fnet`: matching features (B, 256, H/2^n, W/2^n) with instance norm, for both views at once."
@@ -141,15 +152,6 @@ def _block_inplace(b:ResidualBlock, x:Tensor)->Tensor:
     y = _norm_(b.norm2, _conv_(b.conv2, y)).relu_()
     return y.add_(x if b.downsample is None else _norm_(b.norm3, b.downsample[0](x))).relu_()
 
-def _trunk_inplace(self:_Trunk, x:Tensor)->Tensor:
-    "Inference: `trunk(x)` holding at most two maps of the widest stage (see above); channels-last inside."
-    x = x.contiguous(memory_format=torch.channels_last)   # convolutions on this layout write no reordered copy
-    x = _norm_(self.norm1, self.conv1(x)).relu_()
-    for block in (*self.layer1, *self.layer2, *self.layer3): x = _block_inplace(block, x)
-    return x.contiguous()                                 # (B, 128, H/2^n, W/2^n), the standard layout again
-_Trunk._trunk_inplace = _trunk_inplace
-
-
 # %% ../nbs/08_disparity.ipynb #92a1dd5e
 class ContextEncoder(_Trunk):
     "RAFT-Stereo's `cnet`: per GRU level (finest first) a hidden-state map and a context map, from the left image."
@@ -195,6 +197,7 @@ class DPTNeck(nn.Module):
                 ):
         super().__init__()
         if len(dims) != 4: raise ValueError(f"dims is {tuple(dims)}: one width per stride {self.strides}")
+        self.width = width
         self.project = nn.ModuleList([nn.Conv2d(embed_dim, c, 1) for c in dims])
         self.resample = nn.ModuleList([nn.Conv2d(c, width, 3, padding=1, bias=False) for c in dims])
         self.rcu1 = nn.ModuleList([ResidualConvUnit(width) for _ in dims])
@@ -222,6 +225,7 @@ class MatchingStem(nn.Module):
     def __init__(self, dim:int=64): # output channels (the first block has half as many)
         super().__init__()
         if dim < 2 or dim % 2: raise ValueError(f"stem_dim is {dim}: an even number of channels, at least 2")
+        self.dim = dim
         self.conv1 = nn.Conv2d(3, dim // 2, 7, stride=2, padding=3)
         self.norm1 = make_norm('instance', dim // 2)
         self.layers = nn.Sequential(ResidualBlock(dim // 2, dim // 2, 'instance'), ResidualBlock(dim // 2, dim, 'instance', stride=2),
@@ -232,33 +236,211 @@ class MatchingStem(nn.Module):
         return self.layers(F.relu(self.norm1(self.conv1(2 * x - 1))))
 
 # %% ../nbs/08_disparity.ipynb #9a92e695
-RAFT_STEREO_DEFAULTS = dict(
-    hidden_dims=(128, 128, 128),  # GRU hidden/context channels per level, coarsest first (published order)
-    n_downsample=2,               # features and disparity at 1/2^n: 2 -> 1/4 (3 saves memory, slightly less accurate)
-    n_gru_layers=3,               # GRU levels at 1/2^n, 1/2^(n+1), 1/2^(n+2)
-    shared_backbone=False,        # one CNN trunk for matching and context features (the real-time model)
-    slow_fast_gru=False,          # update the coarse GRUs more often than the fine one
-    corr_implementation='reg',    # 'reg' builds the cost volume, 'alt' computes its taps on the fly
-    corr_levels=4,                # correlation pyramid levels
-    corr_radius=4,                # lookup taps per side at every level
-    context_norm='batch',         # norm of the context encoder ('instance' in the iRaftStereo_RVC model)
-    mixed_precision=False,        # autocast the convolutions (CUDA only; bf16 where supported)
-)
+@dataclass
+class BackboneOutput:
+    "What a backbone gives RAFT-Stereo's decoder."
+    left:Tensor                          # (B, D, H/2^n, W/2^n) matching features of the left view
+    right:Tensor                         # (B, D, H/2^n, W/2^n) matching features of the right view
+    context:list[tuple[Tensor, Tensor]]  # per GRU level, finest first: raw (hidden, context) maps at 1/2^n, 1/2^(n+1), ...
+
+class CNNBackbone(nn.Module):
+    "RAFT-Stereo's two CNNs: `fnet` gives both views' matching features, `cnet` the left view's context."
+    pad_multiple = (32, 32)                  # the context encoder's coarsest stage
+    def __init__(self, cnet:ContextEncoder,  # context from the left image
+                 fnet:FeatureEncoder,        # matching features of both views
+                 levels:int=3,               # GRU levels to give context for (1-3)
+                ):
+        super().__init__()
+        self.cnet, self.fnet, self.levels = cnet, fnet, levels
+
+    def forward(self, left:Tensor, right:Tensor)->BackboneOutput: # padded (B, 3, H, W) in [0, 1]
+        xl, xr = 2 * left - 1, 2 * right - 1   # RAFT-Stereo reads 2·x/255 - 1 of images in [0, 255]
+        context = self.cnet(xl, levels=self.levels)
+        return BackboneOutput(*self.fnet(xl, xr), context)
+
+class SharedCNNBackbone(nn.Module):
+    "RAFT-Stereo's real-time backbone: `cnet`'s trunk on both views, a `conv2` head for the matching features."
+    pad_multiple = (32, 32)
+    def __init__(self, cnet:ContextEncoder,  # its trunk serves both; its heads give the context
+                 feature_dim:int=256,        # matching-feature channels
+                 levels:int=2,               # GRU levels to give context for (1-3)
+                ):
+        super().__init__()
+        self.cnet, self.levels = cnet, levels
+        self.conv2 = nn.Sequential(ResidualBlock(128, 128, 'instance', 1), nn.Conv2d(128, feature_dim, 3, padding=1))
+
+    def forward(self, left:Tensor, right:Tensor)->BackboneOutput: # padded (B, 3, H, W) in [0, 1]
+        context, t = self.cnet(torch.cat([2 * left - 1, 2 * right - 1]), levels=self.levels, shared=True)  # t: (2B, 128, h, w)
+        return BackboneOutput(*self.conv2(t).chunk(2), context)
+
+# %% ../nbs/08_disparity.ipynb #169fc0a9
+def _neck_layers(depth:int)->tuple[int, ...]:
+    "Four evenly spaced blocks ending at the last one, repeats allowed below depth 4: (2, 5, 8, 11) for ViT-B."
+    return tuple(max(0, round((i + 1) * depth / 4) - 1) for i in range(4))
+
+class ViTBackbone(nn.Module):
+    "A ViT under a DPT neck (beside an optional `MatchingStem`) for the matching features; context from the neck or a CNN."
+    def __init__(self, encoder:ViTEncoder,            # the ViT (held, not copied)
+                 neck:DPTNeck,                         # four blocks' maps -> fused maps at strides 4, 8, 16, 32
+                 layers:Sequence[int]|None=None,       # the four blocks feeding the neck (default: `_neck_layers`)
+                 feature_dim:int=256,                  # matching-feature channels
+                 stem:MatchingStem|None=None,          # CNN maps at stride 4 beside the neck's (None: the ViT alone)
+                 hidden_dims:Sequence[int]=(128, 128, 128), # GRU channels per level, coarsest first: the context heads' widths
+                 levels:int=3,                         # GRU levels to give context for (1-3)
+                 cnet:ContextEncoder|None=None,        # RAFT-Stereo's context encoder instead of heads on the neck
+                ):
+        super().__init__()
+        if not hasattr(encoder, 'forward_dense'):
+            raise TypeError(f"encoder is a {type(encoder).__name__}: expected a ViTEncoder (with forward_dense)")
+        self.layers = _neck_layers(encoder.depth) if layers is None else tuple(layers)
+        if len(self.layers) != 4 or not all(0 <= i < encoder.depth for i in self.layers):
+            raise ValueError(f"layers is {self.layers}: four block indices in [0, {encoder.depth})")
+        self.encoder, self.neck, self.stem, self.levels = encoder, neck, stem, levels
+        c = neck.width + (0 if stem is None else stem.dim)  # instance norm as in RAFT-Stereo's fnet: correlations of its scale
+        self.feature_head = init_weights(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.InstanceNorm2d(c),
+                                                       nn.ReLU(inplace=True), nn.Conv2d(c, feature_dim, 1)))
+        self.cnet = cnet
+        self.context_heads = None if cnet is not None else nn.ModuleList(
+            [nn.Conv2d(neck.width, 2 * hidden_dims[2 - k], 3, padding=1) for k in range(levels)])
+
+    @property
+    def pad_multiple(self)->tuple[int, int]:
+        "32 (the neck's coarsest stride) and the patch size."
+        ph, pw = self.encoder.patch_size
+        return (math.lcm(ph, 32), math.lcm(pw, 32))
+
+    def forward(self, left:Tensor, right:Tensor)->BackboneOutput: # padded (B, 3, H, W) in [0, 1]
+        B = left.shape[0]
+        maps_l, maps_r = self.encoder.forward_dense(left, right, layers=self.layers)     # per layer (B, D, h, w)
+        ys = self.neck([torch.cat(m) for m in zip(maps_l, maps_r)], tuple(left.shape[-2:]))  # (2B, F, H/s, W/s), s = 4..32
+        x = ys[0] if self.stem is None else torch.cat([ys[0], self.stem(torch.cat([left, right]))], 1)  # (2B, F + S, H/4, W/4)
+        fl, fr = self.feature_head(x).chunk(2)                                          # (B, D, H/4, W/4) each
+        if self.cnet is not None: context = self.cnet(2 * left - 1, levels=self.levels)
+        else: context = [tuple(head(ys[k][:B]).chunk(2, dim=1)) for k, head in enumerate(self.context_heads)]
+        return BackboneOutput(fl, fr, context)
+
+# %% ../nbs/08_disparity.ipynb #8a1e2f71
+@dataclass
+class DisparityConfig:
+    "Everything that fixes a `DisparityModel`'s architecture; flat, so a YAML file sets it beside `MaeConfig` (same names)."
+    backbone:str = 'vit'                  # the paper's stage 2: the MIM-pre-trained ViT under a DPT neck ('cnn': RAFT-Stereo's CNNs)
+    context:str|None = None               # GRU hidden/context maps from the backbone itself: the ViT's neck or the CNN ('cnn': RAFT-Stereo's context encoder)
+    img_size:tuple[int, int] = (224, 448) # (H, W) the paper's crops: the grid the ViT's position embedding is stored for
+    patch_size:tuple[int, int] = (16, 32) # (ph, pw) the paper's patches: a 14×14 grid on 224×448
+    embed_dim:int = 768                   # ViT-B width, the paper's encoder
+    depth:int = 12                        # ViT-B blocks
+    num_heads:int = 12                    # ViT-B heads (64 channels each)
+    mlp_ratio:float = 4.0                 # ViT/MAE MLP width over D
+    encoder_mode:str = 'siamese'          # views encoded apart with shared weights, as pre-trained ('joint': one sequence)
+    drop_path:float = 0.0                 # no stochastic depth, as MaeConfig (MAE's ViT-B fine-tuning uses 0.1)
+    input_norm:str|None = None            # images in [0, 1] as MIM pre-training saw them ('imagenet': mean/std inside, for timm weights)
+    pos_embed:str = 'sincos'              # MAE's fixed 2-D sin-cos positions ('learned': timm's ViTs; loading their weights sets it)
+    layers:tuple[int, ...]|None = None    # the 4 blocks feeding the neck: evenly spaced, the last included (DPT's 2, 5, 8, 11 on ViT-B)
+    neck_dims:tuple[int, ...] = (96, 192, 384, 768) # DPT-Base's projection widths at strides 4, 8, 16, 32
+    neck_width:int = 256                  # DPT's fused width
+    stem_dim:int = 0                      # the ViT alone, as in the paper (e.g. 64: a `MatchingStem` beside the neck)
+    feature_dim:int = 256                 # RAFT-Stereo's matching-feature width (fnet's output), for both backbones
+    motion_dim:int = 128                  # RAFT-Stereo's motion encoder (its checkpoints need it; narrower for CPU-sized models)
+    head_dim:int = 256                    # RAFT-Stereo's disparity and mask heads (its checkpoints need it)
+    hidden_dims:tuple[int, ...] = (128, 128, 128) # RAFT-Stereo: GRU hidden/context channels per level, coarsest first (one value: all)
+    n_downsample:int = 2                  # RAFT-Stereo: features and disparity at 1/2^n = 1/4 (3 saves memory, slightly less accurate)
+    n_gru_layers:int = 3                  # RAFT-Stereo: GRU levels at 1/2^n, 1/2^(n+1), 1/2^(n+2)
+    shared_backbone:bool = False          # RAFT-Stereo: separate matching and context CNNs (True: one trunk, the real-time model)
+    slow_fast_gru:bool = False            # RAFT-Stereo: every GRU once per iteration (True: extra coarse passes, the real-time model)
+    corr_implementation:str = 'reg'       # RAFT-Stereo: build the cost volume once ('alt': its taps on the fly, memory linear in W)
+    corr_levels:int = 4                   # RAFT-Stereo: correlation pyramid levels
+    corr_radius:int = 4                   # RAFT-Stereo: lookup taps per side at every level
+    context_norm:str = 'batch'            # RAFT-Stereo: the context encoder's norm ('instance' in the iRaftStereo_RVC model)
+    mixed_precision:bool = False          # RAFT-Stereo: fp32 convolutions (True: autocast on CUDA, bf16 where supported)
+
+    def __post_init__(self):
+        "Tuples back from YAML's lists, then every field checked: the first problem is a `ValueError` naming the value."
+        self.img_size, self.patch_size = as_pair(self.img_size), as_pair(self.patch_size)
+        self.hidden_dims, self.neck_dims = self._ints('hidden_dims'), self._ints('neck_dims')
+        if len(self.hidden_dims) == 1: self.hidden_dims *= 3
+        if self.layers is not None: self.layers = self._ints('layers', low=0)
+        for problem in self._problems(): raise ValueError(problem)
+
+    def _ints(self, name:str, low:int=1)->tuple[int, ...]:
+        v = getattr(self, name)
+        v = (v,) if isinstance(v, int) and not isinstance(v, bool) else v
+        if not isinstance(v, (tuple, list)) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= low for i in v):
+            raise ValueError(f"{name}={v!r}: expected a list of integers >= {low}")
+        return tuple(v)
+
+    def _problems(self):
+        "Every inconsistency, one line each."
+        for name, ok in [('backbone', ('vit', 'cnn')), ('context', (None, 'vit', 'cnn')), ('encoder_mode', ('siamese', 'joint')),
+                         ('input_norm', (None, 'imagenet')), ('pos_embed', ('sincos', 'learned')), ('n_downsample', (2, 3)),
+                         ('n_gru_layers', (1, 2, 3)), ('context_norm', NORMS)]:
+            if getattr(self, name) not in ok: yield f"{name}={getattr(self, name)!r}: expected one of {ok}"
+        if self.corr_implementation not in ('reg', 'alt'):
+            yield (f"corr_implementation={self.corr_implementation!r}: 'reg' or 'alt' "
+                   "(the CUDA samplers 'reg_cuda'/'alt_cuda' compute the same values: use 'reg'/'alt')")
+        for name in ('shared_backbone', 'slow_fast_gru', 'mixed_precision'):
+            if not isinstance(getattr(self, name), bool): yield f"{name}={getattr(self, name)!r}: expected true or false"
+        for name, low in [('embed_dim', 4), ('depth', 1), ('num_heads', 1), ('neck_width', 1), ('feature_dim', 1), ('head_dim', 1),
+                          ('motion_dim', 4), ('corr_levels', 1), ('corr_radius', 0), ('stem_dim', 0)]:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low: yield f"{name}={v!r}: expected an integer >= {low}"
+        for name, lo, hi in [('mlp_ratio', 0, float('inf')), ('drop_path', 0, 1)]:
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v < hi: yield f"{name}={v!r}: expected a number in [{lo}, {hi})"
+        patch_grid(self.img_size, self.patch_size, 'img_size')   # (raises naming both sizes)
+        if self.embed_dim % 4 or self.embed_dim % self.num_heads:
+            yield f"embed_dim={self.embed_dim}: must be a multiple of 4 (sin-cos positions) and of num_heads={self.num_heads}"
+        if self.layers is not None and (len(self.layers) != 4 or max(self.layers) >= self.depth):
+            yield f"layers={self.layers}: four block indices in [0, {self.depth}) (depth={self.depth}), or null for the default"
+        if len(self.neck_dims) != 4: yield f"neck_dims={self.neck_dims}: one width per stride 4, 8, 16, 32"
+        if self.stem_dim % 2: yield f"stem_dim={self.stem_dim}: an even number of channels (0: no stem)"
+        if self.motion_dim % 2: yield f"motion_dim={self.motion_dim}: an even number of channels, at least 4"
+        if len(self.hidden_dims) != 3: yield f"hidden_dims={self.hidden_dims}: one width per GRU level, coarsest first (3 values, or 1 for all)"
+        if self.backbone == 'cnn' and self.context == 'vit':
+            yield "context='vit' with backbone='cnn': RAFT-Stereo's CNN has its own context encoder (context: null or 'cnn')"
+        if self.backbone == 'cnn' and self.stem_dim:
+            yield f"stem_dim={self.stem_dim} with backbone='cnn': the stem serves the ViT backbone (RAFT-Stereo's CNN has its own)"
+        if self.backbone == 'vit' and (self.n_downsample != 2 or self.shared_backbone):
+            yield (f"n_downsample={self.n_downsample}, shared_backbone={self.shared_backbone} with backbone='vit': the ViT "
+                   "backbone decodes at 1/4 (n_downsample=2) and has no shared CNN trunk")
+
+    @classmethod
+    def from_mae(cls, mae:MaeConfig,         # a stage-1 config (e.g. `stereomae.mae.PRESETS['tiny']`): its encoder fields
+                 **fields)->DisparityConfig: # any other field
+        "The ViT variant on the encoder `mae` describes."
+        if not isinstance(mae, MaeConfig): raise TypeError(f"mae is a {type(mae).__name__}: expected a MaeConfig")
+        return cls(**{**{k: getattr(mae, k) for k in MAE_ENCODER_FIELDS}, **fields})
+
+    @classmethod
+    def from_encoder(cls, encoder:ViTEncoder,    # its architecture, read off the instance
+                     **fields)->DisparityConfig: # any other field
+        "The ViT variant on `encoder` (refused for a ViT the config cannot describe: no CLS token, no qkv bias, not RGB)."
+        if not hasattr(encoder, 'forward_dense'):
+            raise TypeError(f"encoder is a {type(encoder).__name__}: expected a ViTEncoder (with forward_dense)")
+        if (encoder.num_prefix_tokens, encoder.blocks[0].attn.qkv.bias is not None, encoder.patch_embed.proj.in_channels) != (1, True, 3):
+            raise ValueError("the encoder has no CLS token, no qkv bias or not 3 input channels: DisparityConfig describes "
+                             "ViTs with all three (timm's and MAE's layout)")
+        arch = dict(img_size=encoder.img_size, patch_size=encoder.patch_size, embed_dim=encoder.embed_dim, depth=encoder.depth,
+                    num_heads=encoder.num_heads, mlp_ratio=encoder.mlp_ratio, encoder_mode=encoder.mode,
+                    drop_path=encoder.drop_path_rate, input_norm=encoder.input_norm, pos_embed=encoder.pos_embed_kind)
+        return cls(**{**arch, 'backbone': 'vit', **fields})
+
+# %% ../nbs/08_disparity.ipynb #4d65cd86
+MAE_ENCODER_FIELDS = ('img_size', 'patch_size', 'embed_dim', 'depth', 'num_heads', 'mlp_ratio', 'encoder_mode', 'drop_path')
+VIT_FIELDS = MAE_ENCODER_FIELDS + ('input_norm', 'pos_embed')   # everything that fixes the ViT encoder
+RAFT_STEREO_OPTIONS = ('hidden_dims', 'n_downsample', 'n_gru_layers', 'shared_backbone', 'slow_fast_gru',
+                       'corr_implementation', 'corr_levels', 'corr_radius', 'context_norm', 'mixed_precision')
+RAFT_STEREO_DEFAULTS = {f.name: f.default for f in fields(DisparityConfig) if f.name in RAFT_STEREO_OPTIONS}
 RAFT_STEREO_REALTIME = dict(shared_backbone=True, n_downsample=3, n_gru_layers=2, slow_fast_gru=True)
 
-def _check_options(opts:dict)->dict:
-    unknown = set(opts) - set(RAFT_STEREO_DEFAULTS)
-    if unknown: raise TypeError(f"unknown RAFT-Stereo options {sorted(unknown)}; known: {sorted(RAFT_STEREO_DEFAULTS)}")
-    o = {**RAFT_STEREO_DEFAULTS, **opts}
-    o['hidden_dims'] = tuple(o['hidden_dims']) * (3 if len(tuple(o['hidden_dims'])) == 1 else 1)
-    if len(o['hidden_dims']) != 3: raise ValueError(f"hidden_dims is {o['hidden_dims']}: one width per GRU level (3)")
-    if o['n_downsample'] not in (2, 3): raise ValueError(f"n_downsample is {o['n_downsample']}: 2 or 3")
-    if o['n_gru_layers'] not in (1, 2, 3): raise ValueError(f"n_gru_layers is {o['n_gru_layers']}: 1, 2 or 3")
-    if o['corr_implementation'] not in ('reg', 'alt'):
-        raise ValueError(f"corr_implementation is {o['corr_implementation']!r}: 'reg' or 'alt' "
-                         "(the CUDA samplers 'reg_cuda'/'alt_cuda' compute the same values: use 'reg'/'alt')")
-    if o['context_norm'] not in NORMS: raise ValueError(f"context_norm is {o['context_norm']!r}: one of {NORMS}")
-    return o
+def _make_config(given:dict, **defaults)->DisparityConfig:
+    "A `DisparityConfig` from keyword fields over `defaults`; an unknown name is a `TypeError` naming the closest ones."
+    known = [f.name for f in fields(DisparityConfig)]
+    bad = [k for k in given if k not in known]
+    if bad:
+        near = lambda k: difflib.get_close_matches(k, known, 3, 0.6)
+        hint = '; '.join(f"{k!r}" + (f" (did you mean {', '.join(map(repr, near(k)))}?)" if near(k) else '') for k in bad)
+        raise TypeError(f"unknown DisparityConfig field{'s' if len(bad) > 1 else ''}: {hint}; known: {', '.join(known)}")
+    return DisparityConfig(**{**defaults, **given})
 
 # %% ../nbs/08_disparity.ipynb #55bb4deb
 def strip_module_prefix(sd:dict)->dict:
@@ -281,15 +463,16 @@ def raft_stereo_options(sd:dict)->dict:
         shared_backbone='conv2.1.weight' in sd, context_norm=norm,
         corr_channels=sd['update_block.encoder.convc1.weight'].shape[1])
 
-def _option_mismatch(found:dict, opts:dict)->list[str]:
+def _option_mismatch(found:dict, cfg:DisparityConfig)->list[str]:
+    "What `cfg` says against what a checkpoint's shapes say (`raft_stereo_options`), one line per option."
     why = dict(n_gru_layers='context_zqr_convs.*', n_downsample='update_block.mask.2 outputs 9·(2^n)²',
                shared_backbone="'conv2.*' keys instead of 'fnet.*'", hidden_dims='cnet.outputs*',
                context_norm="cnet.norm1's parameters and running statistics")
-    out = [f"{k}={opts[k]!r} but the checkpoint has {k}={found[k]!r} (from {why[k]})" for k in why if found[k] != opts[k]]
-    if found['context_norm'] == 'instance' and opts['context_norm'] == 'none': out = [o for o in out if 'context_norm' not in o]
-    c = opts['corr_levels'] * (2 * opts['corr_radius'] + 1)
+    out = [f"{k}={getattr(cfg, k)!r} but the checkpoint has {k}={found[k]!r} (from {why[k]})" for k in why if found[k] != getattr(cfg, k)]
+    if found['context_norm'] == 'instance' and cfg.context_norm == 'none': out = [o for o in out if 'context_norm' not in o]
+    c = cfg.corr_levels * (2 * cfg.corr_radius + 1)
     if found['corr_channels'] != c:
-        out.append(f"corr_levels={opts['corr_levels']}, corr_radius={opts['corr_radius']} give {c} correlation channels "
+        out.append(f"corr_levels={cfg.corr_levels}, corr_radius={cfg.corr_radius} give {c} correlation channels "
                    f"but the checkpoint's update_block.encoder.convc1 reads {found['corr_channels']}")
     return out
 
@@ -297,10 +480,35 @@ def _option_mismatch(found:dict, opts:dict)->list[str]:
 from .corr import CorrPyramid1D
 from .update import MultiLevelUpdateBlock, convex_upsample, update_block_from_raft_stereo, update_block_to_raft_stereo
 
-def _update_block(o:dict, motion_dim:int, head_dim:int)->MultiLevelUpdateBlock:
-    return MultiLevelUpdateBlock(hidden_dims=o['hidden_dims'][::-1], n_gru_layers=o['n_gru_layers'],
-                                 corr_channels=o['corr_levels'] * (2 * o['corr_radius'] + 1), factor=2 ** o['n_downsample'],
-                                 motion_dim=motion_dim, head_dim=head_dim)
+def _update_block(cfg:DisparityConfig)->MultiLevelUpdateBlock:
+    return MultiLevelUpdateBlock(hidden_dims=cfg.hidden_dims[::-1], n_gru_layers=cfg.n_gru_layers,
+                                 corr_channels=cfg.corr_levels * (2 * cfg.corr_radius + 1), factor=2 ** cfg.n_downsample,
+                                 motion_dim=cfg.motion_dim, head_dim=cfg.head_dim)
+
+def _vit_encoder(cfg:DisparityConfig)->ViTEncoder:
+    return ViTEncoder(cfg.img_size, cfg.patch_size, cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio, mode=cfg.encoder_mode,
+                      pos_embed=cfg.pos_embed, drop_path_rate=cfg.drop_path, input_norm=cfg.input_norm)
+
+def build_backbone(cfg:DisparityConfig,          # the architecture
+                   encoder:ViTEncoder|None=None, # ViT backbone: this encoder, held (it must match `cfg`); None: a new one
+                  )->nn.Module:                  # a `CNNBackbone`, `SharedCNNBackbone` or `ViTBackbone`
+    "The backbone `cfg` describes, built from its parts."
+    if not isinstance(cfg, DisparityConfig): raise TypeError(f"cfg is a {type(cfg).__name__}: expected a DisparityConfig")
+    hd, L, n = cfg.hidden_dims, cfg.n_gru_layers, cfg.n_downsample
+    if cfg.backbone == 'cnn':
+        if encoder is not None: raise ValueError(f"an encoder ({type(encoder).__name__}) was given but backbone='cnn'")
+        cnet = ContextEncoder(hd, hd, cfg.context_norm, n)
+        if cfg.shared_backbone: return SharedCNNBackbone(cnet, cfg.feature_dim, L)
+        return CNNBackbone(cnet, FeatureEncoder(cfg.feature_dim, 'instance', n), L)
+    if encoder is None: encoder = _vit_encoder(cfg)
+    else:
+        have = DisparityConfig.from_encoder(encoder)
+        bad = [f"{k}={getattr(cfg, k)!r} but the encoder has {k}={getattr(have, k)!r}" for k in VIT_FIELDS if getattr(cfg, k) != getattr(have, k)]
+        if bad: raise ValueError("the config does not describe the encoder given: " + '; '.join(bad))
+    neck = DPTNeck(cfg.embed_dim, cfg.neck_dims, cfg.neck_width)
+    stem = MatchingStem(cfg.stem_dim) if cfg.stem_dim else None
+    cnet = ContextEncoder(hd, hd, cfg.context_norm, n) if cfg.context == 'cnn' else None
+    return ViTBackbone(encoder, neck, cfg.layers, cfg.feature_dim, stem, hd, L, cnet)
 
 # %% ../nbs/08_disparity.ipynb #54531dc8
 @dataclass
@@ -322,191 +530,141 @@ def gru_schedule(levels:int,           # GRU levels (1-3)
 
 # %% ../nbs/08_disparity.ipynb #f722c891
 class DisparityModel(nn.Module):
-    "Stereo disparity with RAFT-Stereo's iterative decoder on RAFT-Stereo's CNN or on a ViT (through a DPT neck)."
-    def __init__(self, encoder:nn.Module|None=None,  # a `ViTEncoder`, or None for RAFT-Stereo's CNN backbone
-                 context:str|None=None,              # ViT backbone only: 'vit' (neck, default) or 'cnn' (RAFT's context encoder)
-                 layers:Sequence[int]|None=None,     # ViT blocks feeding the neck (default: 4 evenly spaced, the last included)
-                 neck_dims:Sequence[int]=(96, 192, 384, 768), # DPT projection widths at strides 4, 8, 16, 32
-                 neck_width:int=256,                 # DPT fused width
-                 feature_dim:int=256,                # matching-feature channels
-                 stem_dim:int=0,                     # ViT backbone only: channels of a `MatchingStem` beside the neck (0: none)
-                 motion_dim:int=128,                 # update block: motion-encoder width (RAFT-Stereo's 128; smaller for tiny models)
-                 head_dim:int=256,                   # update block: disparity and mask heads' hidden width (RAFT-Stereo's 256)
-                 **options):                         # RAFT-Stereo options, see RAFT_STEREO_DEFAULTS
+    "Stereo disparity: a backbone (RAFT-Stereo's CNN or a ViT under a DPT neck) and RAFT-Stereo's iterative decoder."
+    def __init__(self, cfg:DisparityConfig|None=None, # the architecture; None: RAFT-Stereo's CNN with `fields` changed
+                 encoder:ViTEncoder|None=None,         # ViT backbone: this encoder instance, held (None: a new one from `cfg`)
+                 **fields):                            # `DisparityConfig` fields, without `cfg` (e.g. RAFT-Stereo's options)
         super().__init__()
-        o = self.options = _check_options(options)
-        hd, n, L = o['hidden_dims'], o['n_downsample'], o['n_gru_layers']
-        self.backbone = 'cnn' if encoder is None else 'vit'
-        if stem_dim and encoder is None: raise ValueError(f"stem_dim is {stem_dim}: the stem serves the ViT backbone (RAFT-Stereo's CNN has its own)")
-        self.context = 'cnn' if encoder is None else (context or 'vit')
-        if self.context not in ('cnn', 'vit'): raise ValueError(f"context is {context!r}: 'vit' or 'cnn'")
-        if self.backbone == 'vit':
-            if n != 2 or o['shared_backbone']:
-                raise ValueError(f"n_downsample is {n}, shared_backbone is {o['shared_backbone']}: the ViT backbone "
-                                 "decodes at 1/4 (n_downsample=2) and has no shared CNN trunk")
-            self.encoder, d = encoder, encoder.depth
-            self.layers = tuple(layers) if layers is not None else tuple(max(0, round((i + 1) * d / 4) - 1) for i in range(4))
-            if len(self.layers) != 4 or not all(0 <= i < d for i in self.layers):
-                raise ValueError(f"layers is {self.layers}: four block indices in [0, {d})")
-            self.neck = DPTNeck(encoder.embed_dim, neck_dims, neck_width)
-            self.stem = MatchingStem(stem_dim) if stem_dim else None
-            c = neck_width + stem_dim  # instance norm as in RAFT-Stereo's fnet: correlations of the same scale
-            self.feature_head = init_weights(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.InstanceNorm2d(c),
-                                                           nn.ReLU(inplace=True), nn.Conv2d(c, feature_dim, 1)))
-            if self.context == 'vit':  # per level: hidden state and context from the fused map at 1/4, 1/8, 1/16
-                self.context_heads = nn.ModuleList([nn.Conv2d(neck_width, 2 * hd[2 - k], 3, padding=1) for k in range(L)])
-        if self.context == 'cnn': self.cnet = ContextEncoder(hd, hd, o['context_norm'], n)
-        if self.backbone == 'cnn' and o['shared_backbone']:
-            self.conv2 = nn.Sequential(ResidualBlock(128, 128, 'instance', 1), nn.Conv2d(128, feature_dim, 3, padding=1))
-        elif self.backbone == 'cnn': self.fnet = FeatureEncoder(feature_dim, 'instance', n)
-        self.context_zqr_convs = nn.ModuleList([nn.Conv2d(hd[2 - k], 3 * hd[2 - k], 3, padding=1) for k in range(L)])
-        self.update_block = _update_block(o, motion_dim, head_dim)
+        if isinstance(cfg, nn.Module): raise TypeError(f"cfg is a {type(cfg).__name__}: for an encoder use DisparityModel.from_encoder(encoder, ...)")
+        if cfg is not None and fields: raise TypeError(f"give cfg or config fields, not both (got cfg and {sorted(fields)})")
+        cfg = _make_config(fields, backbone='cnn') if cfg is None else cfg
+        self.backbone = build_backbone(cfg, encoder)
+        self._cfg, hd = cfg, cfg.hidden_dims                                    # hidden_dims: coarsest first
+        self.context_zqr_convs = nn.ModuleList([nn.Conv2d(hd[2 - k], 3 * hd[2 - k], 3, padding=1) for k in range(cfg.n_gru_layers)])
+        self.update_block = _update_block(cfg)
         self.mask_every_iter = False  # benchmark switch: run the mask head at every iteration, as RAFT-Stereo does
         self._bn_frozen = False
 
     @property
-    def pad_multiple(self)->tuple[int, int]:
-        "Inputs are padded to multiples of this (H, W): 32, and the patch size for a ViT."
-        if self.backbone == 'cnn': return (32, 32)
-        ph, pw = self.encoder.patch_size
-        return (math.lcm(ph, 32), math.lcm(pw, 32))
+    def cfg(self)->DisparityConfig:
+        "The config that builds this model again (the ViT's position-embedding kind as loaded weights left it)."
+        enc = self.encoder
+        return self._cfg if enc is None or enc.pos_embed_kind == self._cfg.pos_embed else replace(self._cfg, pos_embed=enc.pos_embed_kind)
+
+    @property
+    def encoder(self)->ViTEncoder|None: return getattr(self.backbone, 'encoder', None)  # the ViT (None for the CNN)
+
+    @property
+    def pad_multiple(self)->tuple[int, int]: return self.backbone.pad_multiple           # inputs are padded to multiples of (H, W)
 
     @classmethod
-    def from_encoder(cls, encoder:nn.Module, **kwargs)->DisparityModel:
-        "The ViT variant on `encoder` (a `ViTEncoder`, e.g. `StereoMAE(...).encoder`); kwargs as for the constructor."
-        if not hasattr(encoder, 'forward_dense'):
-            raise TypeError(f"encoder is a {type(encoder).__name__}: expected a ViTEncoder (with forward_dense)")
-        return cls(encoder, **kwargs)
+    def from_encoder(cls, encoder:ViTEncoder, # a `ViTEncoder`, e.g. `StereoMAE(...).encoder`: held, and read for the config
+                     **fields)->DisparityModel: # any other `DisparityConfig` field
+        "The ViT variant on `encoder`."
+        return cls(DisparityConfig.from_encoder(encoder, **fields), encoder)
 
-# %% ../nbs/08_disparity.ipynb #2de7dd4d
-def _features(self:DisparityModel, left:Tensor, right:Tensor,  # padded (B, 3, H, W) images in [0, 1]
-             )->tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
-    "Matching features (B, D, H/2^n, W/2^n) of left and right, and (hidden, context) maps per GRU level."
-    L, B = self.options['n_gru_layers'], left.shape[0]
-    if self.backbone == 'cnn':
-        xl, xr = 2 * left - 1, 2 * right - 1
-        if self.options['shared_backbone']:
-            ctx, t = self.cnet(torch.cat([xl, xr]), levels=L, shared=True)  # t: (2B, 128, h, w)
-            fl, fr = self.conv2(t).chunk(2)
-        else:
-            ctx = self.cnet(xl, levels=L)
-            fl, fr = self.fnet(xl, xr)
-        return fl, fr, ctx
-    maps_l, maps_r = self.encoder.forward_dense(left, right, layers=self.layers)  # per layer (B, D, h, w)
-    maps = [torch.cat(m) for m in zip(maps_l, maps_r)]                            # (2B, D, h, w)
-    ys = self.neck(maps, tuple(left.shape[-2:]))                                 # (2B, F, H/s, W/s), s = 4..32
-    x = ys[0] if self.stem is None else torch.cat([ys[0], self.stem(torch.cat([left, right]))], 1)  # (2B, F + S, H/4, W/4)
-    fl, fr = self.feature_head(x).chunk(2)                                       # (B, D, H/4, W/4) each
-    if self.context == 'cnn': ctx = self.cnet(2 * left - 1, levels=L)
-    else: ctx = [tuple(head(ys[k][:B]).chunk(2, dim=1)) for k, head in enumerate(self.context_heads)]
-    return fl, fr, ctx
-DisparityModel.features = _features
+    @classmethod
+    def from_raft_stereo(cls, checkpoint:str|Path|dict, # path of a `raftstereo-*.pth` file, or its state dict
+                         **options)->DisparityModel:     # the options it was trained with (RAFT_STEREO_DEFAULTS), any config field
+        "RAFT-Stereo with the published weights of `checkpoint`; gives positive disparities for images in [0, 1]."
+        if isinstance(checkpoint, (str, Path)):
+            if not Path(checkpoint).is_file(): raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
+            checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True)
+        if not isinstance(checkpoint, dict): raise TypeError(f"checkpoint is a {type(checkpoint).__name__}: expected a path or a state dict")
+        cfg = _make_config(options, backbone='cnn')
+        if cfg.backbone != 'cnn': raise ValueError(f"backbone={cfg.backbone!r}: a RAFT-Stereo checkpoint holds its CNN backbone")
+        bad = _option_mismatch(raft_stereo_options(checkpoint), cfg)
+        if bad: raise ValueError("the checkpoint was trained with other RAFT-Stereo options: " + "; ".join(bad))
+        model = cls(cfg)
+        model.load_state_dict(_from_published(checkpoint), strict=True)
+        return model
 
-# %% ../nbs/08_disparity.ipynb #486de28e
-def _autocast(self:DisparityModel, x:Tensor):
-    dt = amp_dtype(x.device) if self.options['mixed_precision'] else None
-    return torch.autocast(x.device.type, dtype=dt, enabled=dt is not None)
-DisparityModel._autocast = _autocast
+    def raft_stereo_state_dict(self)->dict:
+        "This CNN model's weights under RAFT-Stereo's names and layout (its own code has feature_dim 256, motion_dim 128, head_dim 256)."
+        if self._cfg.backbone != 'cnn': raise ValueError("only the CNN backbone has a RAFT-Stereo layout (this model has a ViT)")
+        return _to_published(self.state_dict())
 
-def _decode(self:DisparityModel, fl:Tensor, fr:Tensor,  # (B, D, h, w) matching features
-            ctx:list[tuple[Tensor, Tensor]],             # raw (hidden, context) per GRU level, finest first
-            iters:int, all_preds:bool,                   # iterations; upsample every prediction or only the last
-           )->tuple[list[Tensor], Tensor]:               # upsampled predictions, last disparity at 1/2^n
-    o, f = self.options, 2 ** self.options['n_downsample']
-    with self._autocast(fl):
-        net = [torch.tanh(h) for h, _ in ctx]
-        inp = [list(conv(torch.relu(c)).chunk(3, dim=1)) for (_, c), conv in zip(ctx, self.context_zqr_convs)]
-    corr_fn = CorrPyramid1D(fl.float(), fr.float(), levels=o['corr_levels'], radius=o['corr_radius'],
-                            impl=o['corr_implementation'])
-    disp = fl.new_zeros(fl.shape[0], 1, *fl.shape[-2:], dtype=torch.float32)  # (B, 1, h, w)
-    preds, passes = [], gru_schedule(o['n_gru_layers'], o['slow_fast_gru'])
-    for t in range(iters):
-        disp = disp.detach()
-        corr = corr_fn(disp)                                                  # (B, L·(2R+1), h, w)
-        with self._autocast(fl):
-            for i08, i16, i32, predict in passes:
-                out = self.update_block(net, inp, corr, disp, iter08=i08, iter16=i16, iter32=i32, update=predict)
-                net = out.net
-        disp = disp + out.delta.float()
-        keep = all_preds or t == iters - 1
-        if keep or self.mask_every_iter:  # (benchmark switch: RAFT-Stereo computes the mask and discards it)
-            with self._autocast(fl): mask = self.update_block.upsample_mask(net[0])
-        if keep: preds.append(convex_upsample(disp, mask.float(), f))         # (B, 1, H, W)
-    return preds, disp
-DisparityModel._decode = _decode
+    def _autocast(self, x:Tensor):
+        dt = amp_dtype(x.device) if self._cfg.mixed_precision else None
+        return torch.autocast(x.device.type, dtype=dt, enabled=dt is not None)
 
-# %% ../nbs/08_disparity.ipynb #f0fce349
-def _forward(self:DisparityModel, left:Tensor, right:Tensor, # (B, 3, H, W) in [0, 1], rectified, left = reference
-             iters:int|None=None,      # GRU iterations: default 22 in training mode, 32 in evaluation mode
-             all_preds:bool|None=None, # upsample every iteration's prediction (default: in training mode)
-            )->DisparityOutput:
-    "Disparity of the left view, positive pixels: `right[x - d] = left[x]`."
-    if left.dim() == 4 and min(left.shape[-2:]) < 1:
-        raise ValueError(f"left is {tuple(left.shape)}: an empty image cannot be padded to a multiple of {self.pad_multiple}")
-    check_pair(left, right)
-    iters = (22 if self.training else 32) if iters is None else iters
-    if iters < 1: raise ValueError(f"iters is {iters}: at least one GRU iteration")
-    all_preds = self.training if all_preds is None else all_preds
-    (l, size), (r, _) = pad_to_multiple(left, self.pad_multiple), pad_to_multiple(right, self.pad_multiple)
-    o = self.options
-    need = 2 ** (o['n_downsample'] + o['corr_levels'] - 1)  # the coarsest correlation level keeps one column
-    if l.shape[-1] < need:
-        raise ValueError(f"left is {tuple(left.shape)}, padded to {tuple(l.shape[-2:])}: corr_levels={o['corr_levels']} at "
-                         f"n_downsample={o['n_downsample']} needs an image at least {need} pixels wide")
-    with self._autocast(l): fl, fr, ctx = self.features(l, r)
-    preds, low = self._decode(fl, fr, ctx, iters, all_preds)
-    preds = [unpad(p, size) for p in preds]
-    return DisparityOutput(preds[-1], preds, low)
-DisparityModel.forward = _forward
+    def forward(self, left:Tensor, right:Tensor, # (B, 3, H, W) in [0, 1], rectified, left = reference
+                iters:int|None=None,             # GRU iterations: default 22 in training mode, 32 in evaluation mode
+                all_preds:bool|None=None,        # upsample every iteration's prediction (default: in training mode)
+               )->DisparityOutput:
+        "Disparity of the left view, positive pixels: `right[x - d] = left[x]`."
+        if left.dim() == 4 and min(left.shape[-2:]) < 1:
+            raise ValueError(f"left is {tuple(left.shape)}: an empty image cannot be padded to a multiple of {self.pad_multiple}")
+        check_pair(left, right)
+        iters = (22 if self.training else 32) if iters is None else iters
+        if iters < 1: raise ValueError(f"iters is {iters}: at least one GRU iteration")
+        all_preds = self.training if all_preds is None else all_preds
+        (l, size), (r, _) = pad_to_multiple(left, self.pad_multiple), pad_to_multiple(right, self.pad_multiple)
+        c = self._cfg
+        need = 2 ** (c.n_downsample + c.corr_levels - 1)  # the coarsest correlation level keeps one column
+        if l.shape[-1] < need:
+            raise ValueError(f"left is {tuple(left.shape)}, padded to {tuple(l.shape[-2:])}: corr_levels={c.corr_levels} at "
+                             f"n_downsample={c.n_downsample} needs an image at least {need} pixels wide")
+        with self._autocast(l): f = self.backbone(l, r)
+        preds, low = self._decode(f, iters, all_preds)
+        preds = [unpad(p, size) for p in preds]
+        return DisparityOutput(preds[-1], preds, low)
 
-def _freeze_bn(self:DisparityModel, freeze:bool=True)->DisparityModel:
-    "Keep every BatchNorm layer in evaluation mode (fixed statistics), also across later `train()` calls."
-    self._bn_frozen = freeze
-    return self.train(self.training)
-DisparityModel.freeze_bn = _freeze_bn
+    def _decode(self, f:BackboneOutput,        # matching features (B, D, h, w) and raw (hidden, context) per GRU level
+                iters:int, all_preds:bool,     # iterations; upsample every prediction or only the last
+               )->tuple[list[Tensor], Tensor]: # upsampled predictions, last disparity at 1/2^n
+        c = self._cfg
+        with self._autocast(f.left):
+            net = [torch.tanh(h) for h, _ in f.context]
+            inp = [list(conv(torch.relu(x)).chunk(3, dim=1)) for (_, x), conv in zip(f.context, self.context_zqr_convs)]
+        corr_fn = CorrPyramid1D(f.left.float(), f.right.float(), levels=c.corr_levels, radius=c.corr_radius, impl=c.corr_implementation)
+        disp = f.left.new_zeros(f.left.shape[0], 1, *f.left.shape[-2:], dtype=torch.float32)  # (B, 1, h, w)
+        preds, passes = [], gru_schedule(c.n_gru_layers, c.slow_fast_gru)
+        for t in range(iters):
+            disp = disp.detach()
+            corr = corr_fn(disp)                                                  # (B, L·(2R+1), h, w)
+            with self._autocast(f.left):
+                for i08, i16, i32, predict in passes:
+                    out = self.update_block(net, inp, corr, disp, iter08=i08, iter16=i16, iter32=i32, update=predict)
+                    net = out.net
+            disp = disp + out.delta.float()
+            keep = all_preds or t == iters - 1
+            if keep or self.mask_every_iter:  # (benchmark switch: RAFT-Stereo computes the mask and discards it)
+                with self._autocast(f.left): mask = self.update_block.upsample_mask(net[0])
+            if keep: preds.append(convex_upsample(disp, mask.float(), 2 ** c.n_downsample))  # (B, 1, H, W)
+        return preds, disp
 
-def _train(self:DisparityModel, mode:bool=True)->DisparityModel:
-    nn.Module.train(self, mode)
-    if self._bn_frozen:
-        for m in self.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
-    return self
-DisparityModel.train = _train
+    def freeze_bn(self, freeze:bool=True)->DisparityModel:
+        "Keep every BatchNorm layer in evaluation mode (fixed statistics), also across later `train()` calls."
+        self._bn_frozen = freeze
+        return self.train(self.training)
+
+    def train(self, mode:bool=True)->DisparityModel:
+        nn.Module.train(self, mode)
+        if self._bn_frozen:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
+        return self
+
+def build_disparity(cfg:DisparityConfig,          # the architecture
+                    encoder:ViTEncoder|None=None, # ViT backbone: this encoder instance, held (it must match `cfg`); None: a new one
+                   )->DisparityModel:
+    "The `DisparityModel` that `cfg` describes: `build_disparity(model.cfg)` builds the same architecture again."
+    if not isinstance(cfg, DisparityConfig): raise TypeError(f"cfg is a {type(cfg).__name__}: expected a DisparityConfig")
+    return DisparityModel(cfg, encoder)
 
 # %% ../nbs/08_disparity.ipynb #fc5dc258
 def _from_published(sd:dict)->dict:
-    "A RAFT-Stereo state dict (x/y flow, published names) in this model's layout (disparity)."
+    "A RAFT-Stereo state dict (x/y flow, published names) in this model's layout (disparity; the encoders under `backbone.`)."
     sd = strip_module_prefix(sd)
-    out = {k: v for k, v in sd.items() if not k.startswith('update_block.')}
+    out = {(k if k.startswith('context_zqr_convs.') else 'backbone.' + k): v for k, v in sd.items() if not k.startswith('update_block.')}
     return out | {'update_block.' + k: v for k, v in update_block_from_raft_stereo(sd).items()}
 
 def _to_published(ours:dict)->dict:
     "This model's CNN state dict in RAFT-Stereo's layout and names (zeros for the weights of the y flow)."
-    ub = {k[13:]: v for k, v in ours.items() if k.startswith('update_block.')}
-    out = {k: v for k, v in ours.items() if not k.startswith('update_block.')}
+    ub = {k.removeprefix('update_block.'): v for k, v in ours.items() if k.startswith('update_block.')}
+    out = {k.removeprefix('backbone.'): v for k, v in ours.items() if not k.startswith('update_block.')}
     return out | {'update_block.' + k: v for k, v in update_block_to_raft_stereo(ub).items()}
-
-# %% ../nbs/08_disparity.ipynb #8e0bbda0
-def _from_raft_stereo(cls, checkpoint:str|Path|dict, # path of a `raftstereo-*.pth` file, or its state dict
-                      **options)->DisparityModel:     # the options it was trained with (RAFT_STEREO_DEFAULTS)
-    "RAFT-Stereo with the published weights of `checkpoint`; gives positive disparities for images in [0, 1]."
-    if isinstance(checkpoint, (str, Path)):
-        if not Path(checkpoint).is_file(): raise FileNotFoundError(f"checkpoint {str(checkpoint)!r} does not exist")
-        checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True)
-    if not isinstance(checkpoint, dict): raise TypeError(f"checkpoint is a {type(checkpoint).__name__}: expected a path or a state dict")
-    o = _check_options(options)
-    bad = _option_mismatch(raft_stereo_options(checkpoint), o)
-    if bad: raise ValueError("the checkpoint was trained with other RAFT-Stereo options: " + "; ".join(bad))
-    model = cls(**options)
-    model.load_state_dict(_from_published(checkpoint), strict=True)
-    return model
-DisparityModel.from_raft_stereo = classmethod(_from_raft_stereo)
-
-def _raft_stereo_state_dict(self:DisparityModel)->dict:
-    "This CNN model's weights with RAFT-Stereo's published names and shapes (loadable by RAFT-Stereo's code)."
-    if self.backbone != 'cnn': raise ValueError("only the CNN backbone has a RAFT-Stereo layout (this model has a ViT)")
-    return _to_published(self.state_dict())
-DisparityModel.raft_stereo_state_dict = _raft_stereo_state_dict
 
 # %% ../nbs/08_disparity.ipynb #6568d7c9
 @torch.no_grad()

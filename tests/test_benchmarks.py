@@ -65,8 +65,8 @@ def test_decoder_memory_by_hand(name):
     import torch
     from stereomae.disparity import DisparityModel
     opts, hand = HAND[name]
-    with torch.device('meta'): options = DisparityModel(**opts).options
-    m = _bench_disparity().decoder_memory(options, (128, 256))
+    with torch.device('meta'): cfg = DisparityModel(**opts).cfg
+    m = _bench_disparity().decoder_memory(cfg, (128, 256))
     common = {k: hand[k] for k in ('net', 'inp', 'disp', 'taps')}
     assert _parts(m, 'reg') == common | {'pyramid': hand['pyramid']}
     assert _parts(m, 'alt') == common | {'features': hand['features']}
@@ -77,7 +77,7 @@ def test_decoder_memory_by_hand(name):
     assert m['bound'] == pytest.approx(need_reg / need_alt)
     assert m['bound_free_features'] == pytest.approx(need_reg / sum(common.values()))
     assert m['coded'] == pytest.approx((need_reg + hand['raw'] + hand['features']) / (need_alt + hand['raw']))
-    with pytest.raises(ValueError, match='multiples of 32'): _bench_disparity().decoder_memory(options, (100, 256))
+    with pytest.raises(ValueError, match='multiples of 32'): _bench_disparity().decoder_memory(cfg, (100, 256))
 
 
 def _nbytes(ts):
@@ -111,14 +111,14 @@ def test_decoder_memory_matches_the_tensors_the_decoder_holds(name, impl, monkey
     monkeypatch.setattr(sd, 'CorrPyramid1D', Recording)
     hook = model.update_block.register_forward_pre_hook(lambda mod, args: seen.setdefault('args', args))
     decode = model._decode
-    model._decode = lambda fl, fr, ctx, *a: (seen.setdefault('caller', (fl, fr, ctx)), decode(fl, fr, ctx, *a))[1]
+    model._decode = lambda f, *a: (seen.setdefault('caller', (f.left, f.right, f.context)), decode(f, *a))[1]
     g = torch.Generator().manual_seed(0)
     left, right = torch.rand(1, 3, 128, 256, generator=g), torch.rand(1, 3, 128, 256, generator=g)
     with torch.no_grad(): model(left, right, iters=2)
     hook.remove()
     net, inp, corr, disp = seen['args'][:4]
     fl, fr, ctx = seen['caller']
-    m = _bench_disparity().decoder_memory(model.options, (128, 256), feature_dim=fl.shape[1])
+    m = _bench_disparity().decoder_memory(model.cfg, (128, 256), feature_dim=fl.shape[1])
     real = dict(net=_nbytes(net), inp=_nbytes([t for level in inp for t in level]), disp=_nbytes([disp]),
                 taps=_nbytes([corr]))
     real['pyramid' if impl == 'reg' else 'features'] = _nbytes(_tensors(seen['corr_fn']))

@@ -80,3 +80,22 @@ def test_other_configurations_are_named():
     assert "context_norm='batch' but the checkpoint has context_norm='instance'" in msg
     assert 'hidden_dims=(128, 128, 128) but the checkpoint has hidden_dims=(96, 96, 96)' in msg
     DisparityModel.from_raft_stereo(sd, n_gru_layers=2, context_norm='instance', hidden_dims=[96])
+
+
+def test_narrow_update_block_converts_to_and_from_the_published_layout():
+    "Issue 18: with motion_dim != 128 the published layout put the flow's gru08 columns at h + 126: silently wrong weights."
+    o = dict(hidden_dims=(16, 16, 16), feature_dim=32, motion_dim=32, head_dim=24)
+    torch.manual_seed(0)
+    model = DisparityModel(**o).eval()
+    ours, sd = model.state_dict(), model.raft_stereo_state_dict()
+    u = 16 + 30                                                   # after the state (16) and the motion features (32 - 2)
+    for g in 'zrq':
+        w, p = ours[f'update_block.gru08.conv{g}.weight'], sd[f'update_block.gru08.conv{g}.weight']
+        assert p.shape[1] == w.shape[1] + 1 and torch.equal(p[:, :u], w[:, :u])
+        assert torch.equal(p[:, u], -w[:, u]) and not p[:, u + 1].any() and torch.equal(p[:, u + 2:], w[:, u + 1:])
+    again = DisparityModel.from_raft_stereo({'module.' + k: v for k, v in sd.items()}, **o).eval()
+    for k, v in ours.items(): assert torch.equal(again.state_dict()[k], v), k
+    g = torch.Generator().manual_seed(0)
+    left = torch.rand(1, 3, 32, 96, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(again(left, torch.roll(left, -3, -1), iters=3).disp, model(left, torch.roll(left, -3, -1), iters=3).disp)

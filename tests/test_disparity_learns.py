@@ -78,8 +78,8 @@ def test_vit_with_stem_training_step_reaches_every_part(one_thread):
     left, right, disp, valid = one_pair((32, 64), 8)
     loss, _ = sequence_loss(model(left, right, iters=2).preds, disp, valid)
     loss.backward()
-    parts = ('stem.', 'feature_head.', 'neck.', 'context_heads.', 'encoder.blocks.', 'update_block.')
+    parts = tuple('backbone.' + p for p in ('stem.', 'feature_head.', 'neck.', 'context_heads.', 'encoder.blocks.')) + ('update_block.',)
     used = [(n, p) for n, p in model.named_parameters() if n.startswith(parts)]
-    assert {n.split('.')[0] for n, _ in used} >= {'stem', 'feature_head', 'neck', 'encoder'}, [n for n, _ in used][:5]
+    assert {n.split('.')[1] for n, _ in used if n.startswith('backbone.')} >= {'stem', 'feature_head', 'neck', 'encoder'}, [n for n, _ in used][:5]
     dead = [n for n, p in used if p.grad is None or not p.grad.abs().sum() > 0]
     assert dead == [], dead

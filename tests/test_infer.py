@@ -104,7 +104,7 @@ def test_a_cli_trained_cnn_model_evaluates_on_the_sample(tmp_path):
                   train_data=[dict(dataset='synthetic', n=4, size=[96, 160], max_disp=16)])
     cli.finetune(params)
     model = cli.load_model(tmp_path / 'finetune' / 'cnn')
-    assert model.backbone == 'cnn' and not model.training
+    assert model.cfg.backbone == 'cnn' and not model.training
     res = evaluate(model, motorcycle_samples(), 'raft_middlebury_Q', iters=2, progress=False, keep=True)
     assert math.isfinite(res.summary['report']['EPE']) and res.predictions[0].shape == (500, 741)
     weights = tmp_path / 'finetune' / 'cnn' / 'weights.safetensors'       # continuing from it restores the shared norms too

@@ -101,7 +101,8 @@ def job_features(backbone, H, W, out, preset='base'):
     with torch.no_grad():
         t0, w0 = clock(), time.perf_counter()
         (l, size), (r, _) = pad_to_multiple(left, model.pad_multiple), pad_to_multiple(right, model.pad_multiple)
-        fl, fr, ctx = model.features(l, r)
+        f = model.backbone(l, r)
+        fl, fr, ctx = f.left, f.right, f.context
         secs, wall = clock() - t0, time.perf_counter() - w0
     peak = _peak() - base
     torch.save(dict(fl=fl, fr=fr, ctx=ctx, padded=tuple(l.shape[-2:]), size=size), out)
@@ -121,10 +122,11 @@ def job_decode(backbone, impl, H, W, features, iters=PROBE, raft_work=False, pre
 def _timed_decode(model, f, iters):
     "CPU seconds of `model._decode` on saved features, and of each iteration (between update-block calls)."
     import torch
+    from stereomae.disparity import BackboneOutput
     stamps = []
     hook = model.update_block.register_forward_pre_hook(lambda *a: stamps.append(clock()))
     t0, w0 = clock(), time.perf_counter()
-    preds, low = model._decode(f['fl'], f['fr'], f['ctx'], iters, False)
+    preds, low = model._decode(BackboneOutput(f['fl'], f['fr'], f['ctx']), iters, False)
     secs, wall = clock() - t0, time.perf_counter() - w0
     hook.remove()
     assert len(preds) == 1 and preds[0].shape[-2:] == f['padded'] and len(stamps) == iters, (len(stamps), iters)
@@ -171,9 +173,9 @@ def job_flops(backbone, H, W, raft_work=False):
         with FlopCounterMode(display=False) as c: f()
         return c.get_total_flops()
     with torch.no_grad():
-        feats = model.features(l, l)
-        enc = count(lambda: model.features(l, l))
-        d1, d3 = (count(lambda: model._decode(*feats, n, False)) for n in (1, 3))
+        feats = model.backbone(l, l)
+        enc = count(lambda: model.backbone(l, l))
+        d1, d3 = (count(lambda: model._decode(feats, n, False)) for n in (1, 3))
     return dict(encoder=enc, per_iter=(d3 - d1) / 2, decoder_fixed=d1 - (d3 - d1) / 2)
 
 def job_matmul(n=1024, repeats=10):
@@ -199,7 +201,7 @@ def run(kind, **kw):
 def _gb(b): return b / 2**30
 
 # ---------------------------------------------------------------- what the decoder must hold
-def decoder_memory(options:dict,      # a DisparityModel's `options` (RAFT_STEREO_DEFAULTS filled in)
+def decoder_memory(cfg,               # a DisparityModel's `cfg` (a `DisparityConfig`)
                    padded:tuple,      # (H, W) of the padded image, multiples of 32
                    feature_dim=256,   # matching-feature channels D
                    batch=1):
@@ -216,12 +218,12 @@ def decoder_memory(options:dict,      # a DisparityModel's `options` (RAFT_STERE
     `held` is what the code keeps alive though the loop does not need it: the caller (`_forward`, or the benchmark's
     saved features) holds the raw (hidden, context) maps, and with `reg` also the features the volume was built from."""
     H, W = padded
-    n, L = options['n_downsample'], options['n_gru_layers']
+    n, L = cfg.n_downsample, cfg.n_gru_layers
     if H % 32 or W % 32: raise ValueError(f"padded is {tuple(padded)}: the model pads to multiples of 32")
     h, w = H // 2**n, W // 2**n
     size = lambda k: -(-h // 2**k) * -(-w // 2**k)                  # pixels of GRU level k (1/2^(n+k))
-    hd = [options['hidden_dims'][2 - k] for k in range(L)]           # hidden channels, finest first
-    levels, R = options['corr_levels'], options['corr_radius']
+    hd = [cfg.hidden_dims[2 - k] for k in range(L)]                  # hidden channels, finest first
+    levels, R = cfg.corr_levels, cfg.corr_radius
     f4 = 4 * batch                                                   # bytes per fp32 value and pixel
     common = {'GRU hidden states (net)': f4 * sum(c * size(k) for k, c in enumerate(hd)),
               'context biases z, r, q (inp)': f4 * sum(3 * c * size(k) for k, c in enumerate(hd)),
@@ -248,7 +250,7 @@ def print_accounting(rows):
         alt = next((r for r in rows if r['impl'] == 'alt' and (r['backbone'], r['H'], r['W']) ==
                     (reg['backbone'], reg['H'], reg['W'])), None)
         if alt is None: continue
-        m = decoder_memory(reg['options'], reg['enc']['padded'], reg['enc']['feat'][1])
+        m = decoder_memory(reg['cfg'], reg['enc']['padded'], reg['enc']['feat'][1])
         cr, ca = (m['need_' + k] + sum(m['held'][k].values()) for k in ('reg', 'alt'))
         (ph, pw), dr, da = reg['enc']['padded'], reg['dec']['peak'], alt['dec']['peak']
         print(f"| {reg['backbone']} | {reg['H']}×{reg['W']} ({ph}×{pw}) | {_gb(m['need_reg']):.2f} / {_gb(m['need_alt']):.2f} | "
@@ -260,12 +262,12 @@ def measure_config(backbone, H, W, impls, tmp, preset='base', flops=True):
     feats = str(Path(tmp) / f'{backbone}-{H}x{W}.pt')
     enc = run('features', backbone=backbone, H=H, W=W, out=feats, preset=preset)
     fl = run('flops', backbone=backbone, H=H, W=W) if flops and preset == 'base' else None
-    options = build(backbone, 'reg', H, W, device='meta', preset=preset).options  # for `decoder_memory`
+    cfg = build(backbone, 'reg', H, W, device='meta', preset=preset).cfg  # for `decoder_memory`
     rows = []
     for impl in impls:
         dec = run('decode', backbone=backbone, impl=impl, H=H, W=W, features=feats, preset=preset)
         total = enc['secs'] + dec['secs'] + (ITERS - PROBE) * dec['per_iter']
-        rows.append(dict(backbone=backbone, impl=impl, H=H, W=W, enc=enc, dec=dec, total=total, flops=fl, options=options,
+        rows.append(dict(backbone=backbone, impl=impl, H=H, W=W, enc=enc, dec=dec, total=total, flops=fl, cfg=cfg,
                          peak=max(enc['peak'], dec['peak']), wall=enc['wall'] + dec['wall']))
     os.remove(feats)
     return rows
@@ -360,7 +362,7 @@ def middlebury(rate, tmp):
     print_rows(mrows, rate)
     print_accounting(mrows)
     reg, alt = mrows
-    m = decoder_memory(reg['options'], reg['enc']['padded'], reg['enc']['feat'][1])
+    m = decoder_memory(reg['cfg'], reg['enc']['padded'], reg['enc']['feat'][1])
     print(f"\nalt / reg at {H}×{W}: time {alt['total'] / reg['total']:.2f}×, "
           f"whole-inference peak memory reg / alt {reg['peak'] / alt['peak']:.2f}×, "
           f"decoder-half peak memory reg / alt {reg['dec']['peak'] / alt['dec']['peak']:.2f}× "
