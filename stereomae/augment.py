@@ -4,21 +4,19 @@
 
 # %% ../nbs/01b_augment.ipynb #58b0650c
 from __future__ import annotations
-import math, os, zlib
+import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms import Compose
 from torchvision.transforms.v2 import functional as TF
 
-from .core import as_generator, warp_right_to_left
+from .core import warp_right_to_left
 
 # %% auto #0
-__all__ = ['VIEW_KEYS', 'RIGHT_KEYS', 'MAP_KEYS', 'RandomTransform', 'gt_error', 'ColorJitterPair', 'OcclusionEraser',
+__all__ = ['VIEW_KEYS', 'RIGHT_KEYS', 'MAP_KEYS', 'RandomTransform', 'Compose', 'gt_error', 'ColorJitterPair', 'OcclusionEraser',
            'resize_dense', 'resize_sparse', 'RandomRescale', 'in_frame', 'RandomCrop', 'StereoAugmentor', 'PairFlip',
-           'PairRandomResizedCrop', 'mim_transforms']
+           'PairRandomResizedCrop', 'mim_transforms', 'CenterCrop', 'Resize']
 
 # %% ../nbs/01b_augment.ipynb #9513b949
 VIEW_KEYS = {'left': 'right', 'disp': 'disp_right', 'valid': 'valid_right', 'nocc': 'nocc_right'}  # left-view key -> right-view twin
@@ -35,24 +33,24 @@ def _check_sample(s:dict, who:str):
 
 # %% ../nbs/01b_augment.ipynb #8edd9902
 class RandomTransform:
-    "Base of the random transforms: draws from its own `torch.Generator`, re-seeded once in each DataLoader worker."
-    def __init__(self, generator:int|torch.Generator|None=None): # seed or generator (None: a fresh random seed)
-        self.generator = as_generator(generator)
-        self._base, self._worker = self.generator.initial_seed(), None
-        self._salt = zlib.crc32(type(self).__name__.encode())  # transforms of different kinds sharing a seed still differ
-    @property
-    def g(self)->torch.Generator:
-        info = torch.utils.data.get_worker_info()
-        if info is not None and self._worker != (os.getpid(), info.seed):  # a worker: its own stream, fixed by the loader's seed
-            seed = np.random.SeedSequence([self._base % 2**63, info.seed % 2**63, self._salt]).generate_state(1, np.uint64)[0] >> 1
-            self.generator, self._worker = torch.Generator().manual_seed(int(seed)), (os.getpid(), info.seed)
-        return self.generator
+    "Base of the random transforms: `t(sample, generator)` draws everything from the generator it is given."
     def __repr__(self):
-        args = ', '.join(f'{k}={v!r}' for k, v in vars(self).items() if k != 'generator' and not k.startswith('_'))
+        args = ', '.join(f'{k}={v!r}' for k, v in vars(self).items() if not k.startswith('_'))
         return f'{type(self).__name__}({args})'
-    def uniform(self, lo:float, hi:float)->float: return lo + (hi - lo) * torch.rand((), generator=self.g).item()
-    def randint(self, lo:int, hi:int)->int: return int(torch.randint(lo, hi, (), generator=self.g))  # lo <= x < hi
-    def chance(self, p:float)->bool: return p > 0 and torch.rand((), generator=self.g).item() < p
+    @staticmethod
+    def uniform(g:torch.Generator|None, lo:float, hi:float)->float: return lo + (hi - lo) * torch.rand((), generator=g).item()
+    @staticmethod
+    def randint(g:torch.Generator|None, lo:int, hi:int)->int: return int(torch.randint(lo, hi, (), generator=g))  # lo <= x < hi
+    @staticmethod
+    def chance(g:torch.Generator|None, p:float)->bool: return p > 0 and torch.rand((), generator=g).item() < p
+
+class Compose:
+    "Transforms applied in order, each called with the same generator: one seed fixes the whole chain."
+    def __init__(self, transforms:list): self.transforms = list(transforms)
+    def __call__(self, s:dict, generator:torch.Generator|None=None)->dict:
+        for t in self.transforms: s = t(s, generator)
+        return s
+    def __repr__(self): return f"{type(self).__name__}(\n" + ''.join(f"    {t!r},\n" for t in self.transforms) + ")"
 
 # %% ../nbs/01b_augment.ipynb #bd152a92
 def gt_error(s:dict,          # a sample with 'disp' (and optionally 'valid', 'nocc')
@@ -78,19 +76,17 @@ class ColorJitterPair(RandomTransform):
                  saturation:tuple[float, float]=(0.0, 1.4),     # factor range (RAFT-Stereo's published training: 0 to 1.4)
                  hue:float=0.5 / 3.14,                          # shift drawn from [-hue, hue] (fraction of the colour circle)
                  gamma:tuple[float, float, float, float]|None=None, # (gamma_min, gamma_max, gain_min, gain_max) or None
-                 asymmetric_prob:float=0.2,                     # chance of independent factors per view
-                 generator:int|torch.Generator|None=None):
-        super().__init__(generator)
+                 asymmetric_prob:float=0.2):                     # chance of independent factors per view
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, tuple(saturation), hue
         self.gamma, self.asymmetric_prob = gamma, asymmetric_prob
-    def params(self)->list[tuple[str, float]]:
+    def params(self, g:torch.Generator|None=None)->list[tuple[str, float]]:
         "One draw, as torchvision's `ColorJitter` does it: the four adjustments in random order, then gamma."
-        f = dict(brightness=self.uniform(max(0, 1 - self.brightness), 1 + self.brightness),
-                 contrast=self.uniform(max(0, 1 - self.contrast), 1 + self.contrast),
-                 saturation=self.uniform(*self.saturation), hue=self.uniform(-self.hue, self.hue))
-        order = torch.randperm(4, generator=self.g).tolist()
+        f = dict(brightness=self.uniform(g, max(0, 1 - self.brightness), 1 + self.brightness),
+                 contrast=self.uniform(g, max(0, 1 - self.contrast), 1 + self.contrast),
+                 saturation=self.uniform(g, *self.saturation), hue=self.uniform(g, -self.hue, self.hue))
+        order = torch.randperm(4, generator=g).tolist()
         ops = [(k, f[k]) for k in (list(f)[i] for i in order)]
-        if self.gamma is not None: ops.append(('gamma', (self.uniform(*self.gamma[:2]), self.uniform(*self.gamma[2:]))))
+        if self.gamma is not None: ops.append(('gamma', (self.uniform(g, *self.gamma[:2]), self.uniform(g, *self.gamma[2:]))))
         return ops
     @staticmethod
     def apply(img:Tensor, ops)->Tensor:  # (3, H, W) in [0, 1]
@@ -98,12 +94,13 @@ class ColorJitterPair(RandomTransform):
             if k == 'gamma': img = TF.adjust_gamma(img, *v)
             else: img = getattr(TF, f'adjust_{k}')(img, v)
         return img.clamp(0, 1)
-    def __call__(self, s:dict)->dict:
+    def __call__(self, s:dict, generator:torch.Generator|None=None)->dict:
+        g = generator
         _check_sample(s, type(self).__name__); s = dict(s)
-        if self.chance(self.asymmetric_prob):
-            s['left'], s['right'] = self.apply(s['left'], self.params()), self.apply(s['right'], self.params())
+        if self.chance(g, self.asymmetric_prob):
+            s['left'], s['right'] = self.apply(s['left'], self.params(g)), self.apply(s['right'], self.params(g))
         else:  # one image of both views stacked vertically, as RAFT-Stereo does (contrast uses the mean of both)
-            both = self.apply(torch.cat([s['left'], s['right']], -2), self.params())
+            both = self.apply(torch.cat([s['left'], s['right']], -2), self.params(g))
             s['left'], s['right'] = both.chunk(2, -2)
         return s
 
@@ -112,17 +109,17 @@ class OcclusionEraser(RandomTransform):
     "RAFT-Stereo's occlusion augmentation: with probability `p`, paint 1 or 2 rectangles of the right view in its mean colour."
     def __init__(self, p:float=0.5,                      # chance of erasing anything
                  size:tuple[int, int]=(50, 100),         # rectangle sides drawn from [lo, hi) px
-                 count:tuple[int, int]=(1, 2),           # how many rectangles (inclusive range)
-                 generator:int|torch.Generator|None=None):
-        super().__init__(generator); self.p, self.size, self.count = p, size, count
-    def __call__(self, s:dict)->dict:
+                 count:tuple[int, int]=(1, 2)):           # how many rectangles (inclusive range)
+        self.p, self.size, self.count = p, size, count
+    def __call__(self, s:dict, generator:torch.Generator|None=None)->dict:
+        g = generator
         _check_sample(s, 'OcclusionEraser')
-        if not self.chance(self.p): return s
+        if not self.chance(g, self.p): return s
         s = dict(s); right = s['right'].clone(); _, H, W = right.shape
         mean = right.mean((1, 2), keepdim=True)                       # (3, 1, 1), before any rectangle
-        for _ in range(self.randint(self.count[0], self.count[1] + 1)):
-            x0, y0 = self.randint(0, W), self.randint(0, H)
-            dx, dy = self.randint(*self.size), self.randint(*self.size)
+        for _ in range(self.randint(g, self.count[0], self.count[1] + 1)):
+            x0, y0 = self.randint(g, 0, W), self.randint(g, 0, H)
+            dx, dy = self.randint(g, *self.size), self.randint(g, *self.size)
             right[:, y0:y0 + dy, x0:x0 + dx] = mean                   # clipped at the border like a slice
         s['right'] = right
         return s  # the ground truth is unchanged: the erased points are "occluded" in the right view
@@ -174,21 +171,20 @@ class RandomRescale(RandomTransform):
                  max_stretch:float=0.2,             # log2 range of each stretch factor
                  prob:float=1.0,                    # chance of rescaling at all (RAFT-Stereo: 1 dense, 0.8 sparse)
                  sparse:bool=False,                 # scatter sparse ground truth instead of interpolating it
-                 margin:int=8,                      # the result is at least crop + margin (RAFT-Stereo: 8 dense, 1 sparse)
-                 generator:int|torch.Generator|None=None):
-        super().__init__(generator)
+                 margin:int=8):                      # the result is at least crop + margin (RAFT-Stereo: 8 dense, 1 sparse)
         self.crop_size, self.min_scale, self.max_scale, self.stretch_prob = tuple(crop_size), min_scale, max_scale, stretch_prob
         self.max_stretch, self.prob, self.sparse, self.margin = max_stretch, prob, sparse, margin
-    def scales(self, H:int, W:int)->tuple[float, float]:
+    def scales(self, H:int, W:int, g:torch.Generator|None=None)->tuple[float, float]:
         floor = max((self.crop_size[0] + self.margin) / H, (self.crop_size[1] + self.margin) / W)
-        sx = sy = 2 ** self.uniform(self.min_scale, self.max_scale)
-        if self.chance(self.stretch_prob):
-            sx, sy = sx * 2 ** self.uniform(-self.max_stretch, self.max_stretch), sy * 2 ** self.uniform(-self.max_stretch, self.max_stretch)
+        sx = sy = 2 ** self.uniform(g, self.min_scale, self.max_scale)
+        if self.chance(g, self.stretch_prob):
+            sx, sy = sx * 2 ** self.uniform(g, -self.max_stretch, self.max_stretch), sy * 2 ** self.uniform(g, -self.max_stretch, self.max_stretch)
         return max(sx, floor), max(sy, floor)
-    def __call__(self, s:dict)->dict:
+    def __call__(self, s:dict, generator:torch.Generator|None=None)->dict:
+        g = generator
         _check_sample(s, 'RandomRescale'); H, W = s['left'].shape[-2:]
-        sx, sy = self.scales(H, W)
-        if not self.chance(self.prob): return s
+        sx, sy = self.scales(H, W, g)
+        if not self.chance(g, self.prob): return s
         size = (round(H * sy), round(W * sx))
         return resize_sparse(s, size) if self.sparse else resize_dense(s, size)
 
@@ -205,19 +201,19 @@ class RandomCrop(RandomTransform):
     "Random crop of both views; optional right-view y-jitter (imperfect rectification) and border margins (sparse)."
     def __init__(self, crop_size:tuple[int, int],   # (H, W)
                  yjitter:int=0,                     # shift the right view's rows by an integer in [-yjitter, yjitter]
-                 margin:tuple[int, int]=(0, 0),     # (y, x): the corner may start this far beyond the range, then clipped
-                 generator:int|torch.Generator|None=None):
-        super().__init__(generator); self.crop_size, self.yjitter, self.margin = tuple(crop_size), yjitter, margin
-    def __call__(self, s:dict)->dict:
+                 margin:tuple[int, int]=(0, 0)):     # (y, x): the corner may start this far beyond the range, then clipped
+        self.crop_size, self.yjitter, self.margin = tuple(crop_size), yjitter, margin
+    def __call__(self, s:dict, generator:torch.Generator|None=None)->dict:
+        g = generator
         _check_sample(s, 'RandomCrop'); H, W = s['left'].shape[-2:]; (ch, cw), j = self.crop_size, self.yjitter
         if H < ch + 2 * j or W < cw + 2 * j:
             raise ValueError(f"RandomCrop: the sample is {H}x{W}, smaller than the crop {ch}x{cw} plus the y-jitter {j} on each side")
         if j:  # RAFT-Stereo (dense): corner away from the border by the jitter, right rows shifted by dy
-            y0, x0, dy = self.randint(j, H - ch - j + 1), self.randint(j, W - cw - j + 1), self.randint(-j, j + 1)
+            y0, x0, dy = self.randint(g, j, H - ch - j + 1), self.randint(g, j, W - cw - j + 1), self.randint(g, -j, j + 1)
         else:  # RAFT-Stereo (sparse): margins make crops touching the border likelier (KITTI's ground truth is at the bottom)
             my, mx = self.margin
-            y0 = min(max(self.randint(0, H - ch + my + 1), 0), H - ch)
-            x0 = min(max(self.randint(-mx, W - cw + mx + 1), 0), W - cw); dy = 0
+            y0 = min(max(self.randint(g, 0, H - ch + my + 1), 0), H - ch)
+            x0 = min(max(self.randint(g, -mx, W - cw + mx + 1), 0), W - cw); dy = 0
         out = dict(s)
         for k in ('left', 'right') + MAP_KEYS:
             if k in s:
@@ -235,28 +231,25 @@ class StereoAugmentor(Compose):
                  gamma:tuple[float, float, float, float]|None=None, # optional gamma/gain ranges (--img_gamma)
                  stretch:bool=True,                        # dense only: x/y stretch with probability 0.8
                  yjitter:bool=True,                        # dense only: right-view rows shifted by up to 2 px
-                 eraser_size:tuple[int, int]=(50, 100),    # occlusion rectangle sides (px)
-                 generator:int|torch.Generator|None=None):
-        g = as_generator(generator)
-        seed = lambda: int(torch.randint(0, 2**62, (), generator=g))  # one stream per step
+                 eraser_size:tuple[int, int]=(50, 100)):    # occlusion rectangle sides (px)
         if sparse:
-            color = ColorJitterPair(0.3, 0.3, saturation or (0.7, 1.3), 0.3 / 3.14, gamma, asymmetric_prob=0.0, generator=seed())
-            scale = RandomRescale(crop_size, min_scale, max_scale, stretch_prob=0.0, prob=0.8, sparse=True, margin=1, generator=seed())
-            crop = RandomCrop(crop_size, margin=(20, 50), generator=seed())
+            color = ColorJitterPair(0.3, 0.3, saturation or (0.7, 1.3), 0.3 / 3.14, gamma, asymmetric_prob=0.0)
+            scale = RandomRescale(crop_size, min_scale, max_scale, stretch_prob=0.0, prob=0.8, sparse=True, margin=1)
+            crop = RandomCrop(crop_size, margin=(20, 50))
         else:
-            color = ColorJitterPair(0.4, 0.4, saturation or (0.0, 1.4), 0.5 / 3.14, gamma, asymmetric_prob=0.2, generator=seed())
-            scale = RandomRescale(crop_size, min_scale, max_scale, stretch_prob=0.8 if stretch else 0.0, generator=seed())
-            crop = RandomCrop(crop_size, yjitter=2 if yjitter else 0, generator=seed())
-        super().__init__([color, OcclusionEraser(0.5, eraser_size, generator=seed()), scale, crop])
+            color = ColorJitterPair(0.4, 0.4, saturation or (0.0, 1.4), 0.5 / 3.14, gamma, asymmetric_prob=0.2)
+            scale = RandomRescale(crop_size, min_scale, max_scale, stretch_prob=0.8 if stretch else 0.0)
+            crop = RandomCrop(crop_size, yjitter=2 if yjitter else 0)
+        super().__init__([color, OcclusionEraser(0.5, eraser_size), scale, crop])
 
 # %% ../nbs/01b_augment.ipynb #658be0e6
 class PairFlip(RandomTransform):
     "Horizontal flip that keeps a pair rectified: mirror both views and SWAP them (the mirrored right view is the new left)."
     def __init__(self, p:float=0.5,          # chance of flipping
-                 drop_gt:bool=False,         # drop left-view ground truth that has no right-view twin (from every sample)
-                 generator:int|torch.Generator|None=None):
-        super().__init__(generator); self.p, self.drop_gt = p, drop_gt
-    def __call__(self, s:dict)->dict:
+                 drop_gt:bool=False):         # drop left-view ground truth that has no right-view twin (from every sample)
+        self.p, self.drop_gt = p, drop_gt
+    def __call__(self, s:dict, generator:torch.Generator|None=None)->dict:
+        g = generator
         _check_sample(s, 'PairFlip'); s = dict(s)
         lonely = [k for k in ('disp', 'valid', 'nocc') if k in s and VIEW_KEYS[k] not in s]
         if lonely and not self.drop_gt:
@@ -264,7 +257,7 @@ class PairFlip(RandomTransform):
                              "the views the ground truth must be the right view's (SyntheticStereo(right_disp=True) has it); "
                              "pass drop_gt=True to drop it (masked image modelling needs the images only)")
         for k in lonely: del s[k]  # dropped whether or not this sample flips, so batches stay uniform
-        if not self.chance(self.p): return s
+        if not self.chance(g, self.p): return s
         for a, b in VIEW_KEYS.items():
             if a in s and b in s: s[a], s[b] = s[b].flip(-1), s[a].flip(-1)
         return s
@@ -274,28 +267,44 @@ class PairRandomResizedCrop(RandomTransform):
     "MAE's random resized crop for a pair: the same box from both views (rows stay rows), resized to `size`; disparity scales with the box."
     def __init__(self, size:tuple[int, int]=(224, 448),      # output (H, W), e.g. the MIM input size
                  scale:tuple[float, float]=(0.2, 1.0),       # box area as a fraction of the image (MAE: 0.2 to 1)
-                 ratio:tuple[float, float]=(3 / 4, 4 / 3),   # box aspect relative to the output's W/H
-                 generator:int|torch.Generator|None=None):
-        super().__init__(generator); self.size, self.scale, self.ratio = tuple(size), scale, ratio
-    def box(self, H:int, W:int)->tuple[int, int, int, int]:
+                 ratio:tuple[float, float]=(3 / 4, 4 / 3)):   # box aspect relative to the output's W/H
+        self.size, self.scale, self.ratio = tuple(size), scale, ratio
+    def box(self, H:int, W:int, g:torch.Generator|None=None)->tuple[int, int, int, int]:
         "(y0, x0, h, w) of a random box; after 10 misses the largest centred box of the output's aspect."
         aspect = self.size[1] / self.size[0]
         for _ in range(10):
-            area = H * W * self.uniform(*self.scale)
-            r = aspect * math.exp(self.uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+            area = H * W * self.uniform(g, *self.scale)
+            r = aspect * math.exp(self.uniform(g, math.log(self.ratio[0]), math.log(self.ratio[1])))
             w, h = round(math.sqrt(area * r)), round(math.sqrt(area / r))
-            if 0 < w <= W and 0 < h <= H: return self.randint(0, H - h + 1), self.randint(0, W - w + 1), h, w
+            if 0 < w <= W and 0 < h <= H: return self.randint(g, 0, H - h + 1), self.randint(g, 0, W - w + 1), h, w
         h, w = (H, min(W, round(H * aspect))) if W / H >= aspect else (min(H, round(W / aspect)), W)
         return (H - h) // 2, (W - w) // 2, h, w
-    def __call__(self, s:dict)->dict:
+    def __call__(self, s:dict, generator:torch.Generator|None=None)->dict:
+        g = generator
         _check_sample(s, 'PairRandomResizedCrop'); H, W = s['left'].shape[-2:]
-        y0, x0, h, w = self.box(H, W)
+        y0, x0, h, w = self.box(H, W, g)
         out = {k: (v[..., y0:y0 + h, x0:x0 + w] if k in ('left', 'right') + MAP_KEYS else v) for k, v in s.items()}
         return resize_dense(in_frame(out), self.size, antialias=True)
 
 def mim_transforms(size:tuple[int, int]=(224, 448),   # MIM input size
-                   scale:tuple[float, float]=(0.2, 1.0), flip_p:float=0.5,
-                   generator:int|torch.Generator|None=None)->Compose:
+                   scale:tuple[float, float]=(0.2, 1.0), flip_p:float=0.5)->Compose:
     "The pair transforms for masked image modelling: the same random resized crop for both views, then a swap-and-mirror flip."
-    g = as_generator(generator); seed = lambda: int(torch.randint(0, 2**62, (), generator=g))
-    return Compose([PairRandomResizedCrop(size, scale, generator=seed()), PairFlip(flip_p, drop_gt=True, generator=seed())])
+    return Compose([PairRandomResizedCrop(size, scale), PairFlip(flip_p, drop_gt=True)])
+
+# %% ../nbs/01b_augment.ipynb #e323cab8
+class CenterCrop:
+    "Crop the centre `(H, W)` of every image and map of a sample (deterministic validation crops)."
+    def __init__(self, size:tuple[int, int]): self.size = tuple(size)
+    def __call__(self, s:dict, generator:torch.Generator|None=None)->dict:
+        H, W = s['left'].shape[-2:]; h, w = self.size
+        if h > H or w > W: raise ValueError(f"crop {self.size} is larger than the pair {s.get('name', '')!r} of size {(H, W)}")
+        y, x = (H - h) // 2, (W - w) // 2
+        return {k: v[..., y:y + h, x:x + w] if torch.is_tensor(v) and v.shape[-2:] == (H, W) else v for k, v in s.items()}
+    def __repr__(self): return f"CenterCrop({self.size})"
+
+class Resize:
+    "Resize a pair (and its ground truth) to `(H, W)` (deterministic validation inputs of a fixed-size model)."
+    def __init__(self, size:tuple[int, int]): self.size = tuple(size)
+    def __call__(self, s:dict, generator:torch.Generator|None=None)->dict:
+        return resize_dense(s, self.size, antialias=True) if tuple(s['left'].shape[-2:]) != self.size else s
+    def __repr__(self): return f"Resize({self.size})"

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #e4ecaa70
 from __future__ import annotations
-import bisect, functools, os, random, re
+import bisect, functools, math, os, re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -12,20 +12,20 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, DataLoader
+from torch.utils.data import Dataset, DataLoader, Sampler
 
 from .io import read_image, read_disparity, read_pfm, read_calib, read_fallingthings_disparity, \
     read_tartanair_disparity, read_sintel_disparity, read_kitti_disparity, _open
 
 # %% auto #0
-__all__ = ['SCENEFLOW_SUBSETS', 'KITTI_FOLDERS', 'SCARED_SPLITS', 'SAMPLES', 'StereoFiles', 'read_mask', 'StereoDataset',
-           'keyed_glob', 'folder_files', 'StereoFolder', 'sceneflow_files', 'SceneFlow', 'kitti_files', 'KITTI',
-           'middeval3_files', 'middlebury2014_files', 'eth3d_files', 'MiddEval3', 'Middlebury2014', 'ETH3D',
-           'sintel_files', 'SintelStereo', 'fallingthings_files', 'FallingThings', 'tartanair_files', 'TartanAir',
-           'read_scared_calibration', 'scared_rectify', 'scared_files', 'SCARED', 'cityscapes_files', 'kitti_raw_files',
-           'Cityscapes', 'KITTIRaw', 'Repeat', 'Mix', 'mix', 'StereoPairs', 'collate_stereo', 'seed_worker',
-           'make_loader', 'samples_root', 'sample_dataset', 'write_motorcycle_sample', 'write_synthetic_samples',
-           'write_samples']
+__all__ = ['SCENEFLOW_SUBSETS', 'KITTI_FOLDERS', 'SCARED_SPLITS', 'SAMPLES', 'StereoFiles', 'sample_seed', 'split_key',
+           'read_item', 'read_mask', 'StereoDataset', 'keyed_glob', 'folder_files', 'StereoFolder', 'sceneflow_files',
+           'SceneFlow', 'kitti_files', 'KITTI', 'middeval3_files', 'middlebury2014_files', 'eth3d_files', 'MiddEval3',
+           'Middlebury2014', 'ETH3D', 'sintel_files', 'SintelStereo', 'fallingthings_files', 'FallingThings',
+           'tartanair_files', 'TartanAir', 'read_scared_calibration', 'scared_rectify', 'scared_files', 'SCARED',
+           'cityscapes_files', 'kitti_raw_files', 'Cityscapes', 'KITTIRaw', 'Repeat', 'Mix', 'mix', 'StereoPairs',
+           'Augmented', 'collate_stereo', 'ResumableSampler', 'EpochSampler', 'make_loader', 'samples_root',
+           'sample_dataset', 'write_motorcycle_sample']
 
 # %% ../nbs/01_data.ipynb #fcb8ba02
 @dataclass
@@ -61,6 +61,27 @@ def _check_exist(files:list[StereoFiles], what:str)->list[StereoFiles]:
     return files
 
 # %% ../nbs/01_data.ipynb #113d262c
+def sample_seed(seed:int,   # the run's (or loader's) seed
+                epoch:int,  # pass over the data
+                index:int,  # sample index in the dataset
+               )->int:      # a well-mixed 63-bit seed (NumPy's SeedSequence)
+    "The seed of one sample in one epoch: independent across samples, epochs and runs, identical in every process."
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+def split_key(key:int|tuple[int, int])->tuple[int, torch.Generator|None]:
+    "`i` -> `(i, None)`; `(i, seed)` -> `(i, a generator seeded with seed)`."
+    if isinstance(key, tuple):
+        if len(key) != 2: raise TypeError(f"sample key {key!r}: expected an index or (index, seed)")
+        return int(key[0]), torch.Generator().manual_seed(int(key[1]) % 2**63)
+    return int(key), None
+
+def read_item(ds,                    # any map-style dataset
+              index:int, seed:int|None=None,
+             )->dict:
+    "Sample `index` of `ds`, augmented from `seed` where the dataset takes keys (`seedable`), else by plain index."
+    return ds[(index, seed)] if seed is not None and getattr(ds, 'seedable', False) else ds[index]
+
+# %% ../nbs/01_data.ipynb #8d2fa554
 def _to_tensor(img:np.ndarray)->Tensor:       # (H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]
     chw = img.transpose(2, 0, 1).astype(np.float32, order='C')  # NumPy, single-threaded: torch's threaded cast stalls on a busy CPU
     return torch.from_numpy(np.divide(chw, 255, out=chw))
@@ -72,8 +93,9 @@ def read_mask(path:str|Path, true_value:int=255)->np.ndarray:
 
 class StereoDataset(Dataset):
     "A list of `StereoFiles` read into sample dicts; subclasses override `read_gt` for special ground truth."
+    seedable = True  # `ds[(i, seed)]` augments sample i with a generator seeded by `seed` (see `split_key` below)
     def __init__(self, files:Sequence[StereoFiles], # the pairs, e.g. from a listing function
-                 aug:Callable|None=None,           # `sample -> sample` applied last (augmentation)
+                 aug:Callable|None=None,           # `(sample, generator) -> sample` applied last (augmentation)
                  name:str='stereo',                # dataset name used in errors and sample names
                  root:str|Path|None=None):         # where the files were found (for repr)
         self.files, self.aug, self.name, self.root = list(files), aug, name, root
@@ -91,7 +113,9 @@ class StereoDataset(Dataset):
         disp, valid = read_disparity(f.disp)
         return disp, valid, (read_mask(f.nocc) & valid if f.nocc is not None else None)
 
-    def get(self, i:int, gt:bool=True, aug:bool=True)->dict:
+    def get(self, i:int, gt:bool=True, aug:bool=True,
+            generator:torch.Generator|None=None, # what the augmentation draws from (None: torch's global generator)
+           )->dict:
         "Sample `i`; `gt=False` skips reading ground truth (pairs only), `aug=False` skips the augmentation."
         f = self.files[i]
         left, right = read_image(f.left), read_image(f.right)
@@ -107,9 +131,11 @@ class StereoDataset(Dataset):
                      valid=torch.from_numpy(np.ascontiguousarray(valid, bool))[None])
             if nocc is not None: s['nocc'] = torch.from_numpy(np.ascontiguousarray(nocc, bool))[None]
             s['paths']['disp'] = str(f.disp)
-        return self.aug(s) if (aug and self.aug is not None) else s
+        return self.aug(s, generator) if (aug and self.aug is not None) else s
 
-    def __getitem__(self, i:int)->dict: return self.get(i)
+    def __getitem__(self, key:int|tuple[int, int])->dict:
+        i, g = split_key(key)
+        return self.get(i, generator=g)
 
 # %% ../nbs/01_data.ipynb #d5c38b25
 def _pattern_regex(pattern:str)->re.Pattern:
@@ -408,7 +434,7 @@ class SCARED(StereoDataset):
     def __init__(self, root:str|Path, split:str='train', datasets:Sequence[int]|None=None, aug:Callable|None=None):
         super().__init__(scared_files(root, split, datasets), aug, 'SCARED', root)
 
-    def get(self, i:int, gt:bool=True, aug:bool=True)->dict:
+    def get(self, i:int, gt:bool=True, aug:bool=True, generator:torch.Generator|None=None)->dict:
         s = super().get(i, gt=False, aug=False)  # reads and size-checks the raw pair
         f = self.files[i]
         to_u8 = lambda t: (t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -422,7 +448,7 @@ class SCARED(StereoDataset):
         s.update(left=_to_tensor(l), right=_to_tensor(r))
         if disp is not None:
             s.update(disp=torch.from_numpy(disp)[None], valid=torch.from_numpy(valid)[None]); s['paths']['disp'] = str(f.disp)
-        return self.aug(s) if (aug and self.aug is not None) else s
+        return self.aug(s, generator) if (aug and self.aug is not None) else s
 
 # %% ../nbs/01_data.ipynb #013d3292
 def cityscapes_files(root, split:str='train', sequence:bool=True)->list[StereoFiles]:
@@ -461,8 +487,9 @@ class Repeat(Dataset):
         if int(k) != k or k < 1: raise ValueError(f"Repeat: k must be a positive integer, got {k!r}")
         self.ds, self.k = ds, int(k)
     def __len__(self): return self.k * len(self.ds)
-    def get(self, i:int, gt:bool=True): return _get(self.ds, i % len(self.ds), gt)
-    def __getitem__(self, i:int): return self.ds[i % len(self.ds)]
+    seedable = True
+    def get(self, i:int, gt:bool=True, generator:torch.Generator|None=None): return _get(self.ds, i % len(self.ds), gt, generator)
+    def __getitem__(self, key): i, seed = _index_seed(key); return read_item(self.ds, i % len(self.ds), seed)
     def __repr__(self): return f"{self.k} x {self.ds!r}"
 
 class Mix(Dataset):
@@ -476,30 +503,46 @@ class Mix(Dataset):
         if not -len(self) <= i < len(self): raise IndexError(f"Mix: index {i} out of range for {len(self)} samples")
         i = i % len(self); j = bisect.bisect_right(self.ends, i)
         return self.parts[j], i - (self.ends[j - 1] if j else 0)
-    def get(self, i:int, gt:bool=True): return _get(*self._locate(i), gt)
-    def __getitem__(self, i:int): p, k = self._locate(i); return p[k]
+    seedable = True
+    def get(self, i:int, gt:bool=True, generator:torch.Generator|None=None): return _get(*self._locate(i), gt, generator)
+    def __getitem__(self, key): i, seed = _index_seed(key); p, k = self._locate(i); return read_item(p, k, seed)
     def __repr__(self): return 'Mix(' + ', '.join(map(repr, self.parts)) + ')'
 
 def mix(*parts)->Mix:
     "Mix datasets: each part is a dataset or `(dataset, k)` to repeat it k times."
     return Mix([Repeat(p[0], p[1]) if isinstance(p, tuple) else p for p in parts])
 
-def _get(ds, i, gt):
+def _index_seed(key)->tuple[int, int|None]:
+    return (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), None)
+
+def _get(ds, i, gt, generator=None):
     "Read sample i, skipping ground truth where the dataset can (pairs-only reading)."
-    if hasattr(ds, 'get'): return ds.get(i, gt=gt)
+    if hasattr(ds, 'get'): return ds.get(i, gt=gt, generator=generator)
     s = ds[i]
     return s if gt else {k: v for k, v in s.items() if k not in ('disp', 'valid', 'nocc')}
 
 class StereoPairs(Dataset):
     "Image pairs only (for masked image modelling) from any stereo dataset; `aug` is a pair transform."
+    seedable = True
     def __init__(self, ds:Dataset, aug:Callable|None=None): self.ds, self.aug = ds, aug
     def __len__(self): return len(self.ds)
-    def __getitem__(self, i:int):
-        s = _get(self.ds, i, gt=False)
+    def __getitem__(self, key):
+        i, g = split_key(key)
+        s = _get(self.ds, i, gt=False, generator=g)      # the inner dataset's augmentation and then ours share g
         s = {k: v for k, v in s.items() if k not in ('disp', 'valid', 'nocc')}
         s['paths'] = {**s['paths'], 'disp': ''}
-        return self.aug(s) if self.aug is not None else s
+        return self.aug(s, g) if self.aug is not None else s
     def __repr__(self): return f"StereoPairs({self.ds!r})"
+
+class Augmented(Dataset):
+    "Any map-style dataset whose samples pass through `aug(sample, generator)` (for datasets without an `aug=` argument)."
+    seedable = True
+    def __init__(self, ds:Dataset, aug:Callable): self.ds, self.aug = ds, aug
+    def __len__(self): return len(self.ds)
+    def get(self, i:int, gt:bool=True, generator:torch.Generator|None=None):
+        return self.aug(_get(self.ds, i, gt, generator), generator)
+    def __getitem__(self, key): i, g = split_key(key); return self.get(i, generator=g)
+    def __repr__(self): return f"Augmented({self.ds!r}, {self.aug!r})"
 
 # %% ../nbs/01_data.ipynb #9ce8e00a
 _BATCH_KEYS = ('left', 'right', 'disp', 'valid', 'nocc')
@@ -532,35 +575,51 @@ def collate_stereo(batch:list[dict],        # samples from any dataset of this c
     return out
 
 # %% ../nbs/01_data.ipynb #d013a3a2
-def _augs(ds, seen=None):
-    "Every augmentation object reachable from a dataset (through Mix, Repeat, StereoPairs and torch's ConcatDataset)."
-    seen = set() if seen is None else seen
-    if id(ds) in seen: return []
-    seen.add(id(ds))
-    out = [ds.aug] if getattr(ds, 'aug', None) is not None else []
-    for child in [getattr(ds, 'ds', None), *getattr(ds, 'parts', []), *getattr(ds, 'datasets', [])]:
-        if child is not None: out += _augs(child, seen)
-    return out
+class ResumableSampler(Sampler):
+    "Endless, deterministic, rank-sharded stream of sample keys `(index, sample_seed)` that starts at any position."
+    def __init__(self, n:int,            # dataset length
+                 seed:int=0, shuffle:bool=True,
+                 rank:int=0, world:int=1, # this process and the number of processes
+                 start:int=0):            # samples this rank has already consumed
+        if n < 1: raise ValueError("the dataset is empty: nothing to sample")
+        self.n, self.seed, self.shuffle, self.rank, self.world, self.start = n, seed, shuffle, rank, world, start
+        self.per_rank = math.ceil(n / world)  # samples per rank and epoch (padded like DistributedSampler)
 
-def seed_worker(worker_id:int):
-    "DataLoader `worker_init_fn`: seed random, NumPy and every augmentation's `generator` from this worker's torch seed."
-    seed = torch.initial_seed()  # distinct per worker and per epoch, derived from the DataLoader's generator
-    random.seed(seed); np.random.seed(seed % 2**32)
-    info = torch.utils.data.get_worker_info()
-    for k, aug in enumerate(_augs(info.dataset) if info is not None else []):
-        for obj in [aug, *getattr(aug, 'transforms', [])]:  # also reaches inside a Compose-like container
-            g = getattr(obj, 'generator', None)
-            if isinstance(g, torch.Generator): g.manual_seed((seed + 1_000_003 * (k + 1)) % 2**63)
+    def epoch_keys(self, epoch:int)->list[tuple[int, int]]:
+        "This rank's keys of one epoch: a permutation drawn from `(seed, epoch)`, padded so every rank has as many."
+        idx = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + 1_000_003 * epoch)).tolist() \
+              if self.shuffle else list(range(self.n))
+        idx += (idx * self.world)[:self.per_rank * self.world - self.n]
+        return [(i, sample_seed(self.seed, epoch, i)) for i in idx[self.rank::self.world]]
+
+    def __iter__(self):
+        epoch, pos = divmod(self.start, self.per_rank)
+        while True:
+            yield from self.epoch_keys(epoch)[pos:]
+            epoch, pos = epoch + 1, 0
+
+class EpochSampler(Sampler):
+    "One epoch of `ResumableSampler`'s keys per iteration (a new order and new seeds each time): a finite DataLoader's sampler."
+    def __init__(self, n:int, seed:int=0, shuffle:bool=True): self.keys, self.epoch = ResumableSampler(n, seed, shuffle), 0
+    def __len__(self): return self.keys.n
+    def __iter__(self):
+        self.epoch += 1
+        return iter(self.keys.epoch_keys(self.epoch - 1))
 
 def make_loader(ds:Dataset, batch_size:int=8, shuffle:bool=True, num_workers:int=0,
-                seed:int=0,                        # seeds shuffling and, through seed_worker, every worker
+                seed:int=0,                        # fixes the order and every sample's augmentation
                 mode:str|None='crop', multiple:int=1, # how `collate_stereo` makes sizes equal
                 **kwargs)->DataLoader:              # anything else for torch's DataLoader (pin_memory, drop_last, ...)
-    "A DataLoader with per-worker seeding and the explicit stereo collate."
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      generator=torch.Generator().manual_seed(seed), worker_init_fn=seed_worker,
-                      collate_fn=functools.partial(collate_stereo, mode=mode, multiple=multiple),
+    "A DataLoader over sample keys (reproducible with any number of workers) with the explicit stereo collate."
+    return DataLoader(_Keyed(ds), batch_size=batch_size, sampler=EpochSampler(len(ds), seed, shuffle),
+                      num_workers=num_workers, collate_fn=functools.partial(collate_stereo, mode=mode, multiple=multiple),
                       persistent_workers=num_workers > 0, **kwargs)
+
+class _Keyed(Dataset):
+    "A DataLoader's view of `ds` that reads sample keys with `read_item`."
+    def __init__(self, ds): self.ds = ds
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, key): return read_item(self.ds, *key)
 
 # %% ../nbs/01_data.ipynb #16056720
 def samples_root()->Path:
@@ -594,14 +653,3 @@ def write_motorcycle_sample(root:str|Path)->Path:
                 width=left.shape[1], height=left.shape[0], ndisp=68, isint=0,
                 vmin=int(np.floor(good.min())), vmax=int(np.ceil(good.max())))
     return out
-
-# %% ../nbs/01_data.ipynb #c6f0c732
-def write_synthetic_samples(root:str|Path, n:int=3, size:tuple[int, int]=(64, 128), seed:int=0)->list[Path]:
-    "Write `n` procedural pairs of `SyntheticStereo` in the Middlebury 2014 layout under `root/synthetic`."
-    from stereomae.synthetic import SyntheticStereo
-    return SyntheticStereo(n, size=size, seed=seed).write_middlebury(Path(root)/'synthetic')
-
-def write_samples(root:str|Path)->Path:
-    "Regenerate every bundled sample under `root` (the repository's `data_samples/`)."
-    write_motorcycle_sample(root); write_synthetic_samples(root)
-    return Path(root)

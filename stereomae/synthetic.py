@@ -16,11 +16,12 @@ from torch import Tensor
 from einops import rearrange
 
 from .core import as_generator, to_numpy, warp_right_to_left
+from .data import split_key, write_motorcycle_sample
 
 # %% auto #0
 __all__ = ['PHOTOS', 'SHAPES', 'value_noise', 'TextureBank', 'texture_bank', 'Scene', 'random_scene', 'render_view', 'nocc_mask',
            'shade', 'StereoRender', 'render_scene', 'warp_error', 'item_generator', 'SyntheticStereo',
-           'write_middlebury']
+           'write_middlebury', 'write_synthetic_samples', 'write_samples']
 
 # %% ../nbs/01a_synthetic.ipynb #5743317e
 def value_noise(B:int, C:int, H:int, W:int,  # output (B, C, H, W)
@@ -273,11 +274,12 @@ def item_generator(seed:int, index:int)->torch.Generator:
 # %% ../nbs/01a_synthetic.ipynb #878d23a7
 class SyntheticStereo(torch.utils.data.Dataset):
     "`n` procedural stereo pairs with exact disparity and `nocc` masks, as the kit's sample dicts."
+    seedable = True  # `ds[(i, seed)]`: pair i (always the same), augmented from `seed` (`stereomae.data.split_key`)
     def __init__(self, n:int,                         # number of pairs
                  size:tuple[int, int]=(128, 256),     # (H, W) of every pair
                  max_disp:float|None=None,            # largest disparity (px); default 3W/16 (48 px at W = 256)
                  seed:int=0,                          # item i is rendered from (seed, i)
-                 aug=None,                            # callable sample -> sample applied last
+                 aug=None,                            # `(sample, generator) -> sample` applied last
                  min_disp:float=1.0,                  # smallest disparity (the far background)
                  n_layers:tuple[int, int]=(3, 8),     # fewest and most layers per scene
                  p_slant:float=0.5,                   # share of slanted layers
@@ -298,13 +300,14 @@ class SyntheticStereo(torch.utils.data.Dataset):
         return random_scene(self.size, self.max_disp, self.min_disp, item_generator(self.seed, i),
                             self.n_layers, self.p_slant, n_tiles=len(self.bank))
     def render(self, i:int)->StereoRender: return render_scene(self.scene(i), self.bank, nocc_right=self.right_disp)
-    def __getitem__(self, i:int)->dict:
+    def __getitem__(self, key:int|tuple[int, int])->dict:
+        i, g = split_key(key)
         if not -self.n <= i < self.n: raise IndexError(f"index {i} is out of range for {self.n} pairs")
         i = i % self.n; r = self.render(i)
         s = dict(left=r.left, right=r.right, disp=r.disp, valid=torch.ones_like(r.nocc), nocc=r.nocc,
                  paths=dict(left='', right='', disp=''), name=self.name(i))
         if self.right_disp: s.update(disp_right=r.disp_right, valid_right=torch.ones_like(r.nocc), nocc_right=r.nocc_right)
-        return s if self.aug is None else self.aug(s)
+        return s if self.aug is None else self.aug(s, g)
     def write_middlebury(self, root:str|Path, indices=None)->list[Path]:
         "Write pairs (default: all) as Middlebury 2014 scene folders `root/<name>-perfect` (see below)."
         return [write_middlebury(self.render(i), Path(root) / f'{self.name(i)}-perfect', self.max_disp)
@@ -327,3 +330,13 @@ def write_middlebury(r:StereoRender,           # a rendered pair
     write_calib(folder / 'calib.txt', focal=float(W), cx=W / 2, cy=H / 2, doffs=0.0, baseline=baseline, width=W, height=H,
                 ndisp=math.ceil(hi if max_disp is None else max_disp), isint=0, vmin=math.floor(lo), vmax=math.ceil(hi))
     return folder
+
+# %% ../nbs/01a_synthetic.ipynb #f84bae79
+def write_synthetic_samples(root:str|Path, n:int=3, size:tuple[int, int]=(64, 128), seed:int=0)->list[Path]:
+    "Write `n` procedural pairs of `SyntheticStereo` in the Middlebury 2014 layout under `root/synthetic`."
+    return SyntheticStereo(n, size=size, seed=seed).write_middlebury(Path(root)/'synthetic')
+
+def write_samples(root:str|Path)->Path:
+    "Regenerate every bundled sample under `root` (the repository's `data_samples/`): Motorcycle and the synthetic pairs."
+    write_motorcycle_sample(root); write_synthetic_samples(root)
+    return Path(root)

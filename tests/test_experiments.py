@@ -1,7 +1,7 @@
 """The experiment notebooks (`nbs/experiments`, run by papermill with their tiny YAML files) and the command line.
 
 Default run: stage 1 and stage 2 (from the stage-1 encoder) under papermill, a failing run, the CLI on a tiny config
-and its error paths. `--flags slow`: every tiny config through the command line, chained as the real experiments are.
+and its error paths, and every tiny config through the command line, chained as the real experiments are.
 """
 import json, os, subprocess, sys
 from pathlib import Path
@@ -41,12 +41,10 @@ def _outputs_text(nb: Path) -> str:
 
 def test_every_config_is_flat_and_known():
     "Each YAML parameter file is a flat mapping whose keys its job accepts (checked without building anything)."
-    from stereomae.config import load_params, check_keys, PretrainConfig, FinetuneConfig, EvaluateConfig, PredictConfig
-    from stereomae.mae import PRESETS
-    from stereomae.cli import disparity_options
+    from stereomae.config import load_params, check_keys
+    from stereomae.cli import job_configs
     files = sorted(CONFIGS.glob('*.yaml'))
-    targets = dict(pretrain=(PretrainConfig, PRESETS['tiny']), finetune=(FinetuneConfig, PRESETS['tiny'], *disparity_options()),
-                   evaluate=(EvaluateConfig,), predict=(PredictConfig,))
+    targets = {job: job_configs(job) for job in ('pretrain', 'finetune', 'evaluate', 'predict')}
     for f in files:
         check_keys(load_params(f), *targets[f.name.split('_')[0]])
         if f.name.startswith(('pretrain', 'finetune', 'evaluate')):
@@ -114,7 +112,6 @@ def test_cli_errors_before_training(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / 'runs').exists()
 
 
-@pytest.mark.slow
 def test_every_tiny_config_through_the_cli(tmp_path):
     "All tiny configs, chained like the full experiments (stage 1, stage 2 from it, then the Middlebury/ETH3D fine-tunes)."
     import timm, torch

@@ -97,18 +97,19 @@ def test_evaluation_notebook_runs(tmp_path, repo):
 
 def test_a_cli_trained_cnn_model_evaluates_on_the_sample(tmp_path):
     "`backbone: cnn` through the command-line job, its run directory loaded by `load_model`, scored by `evaluate`."
-    from stereomae import cli
+    from stereomae import builders
     params = dict(name='cnn', runs_dir=str(tmp_path), backbone='cnn', steps=2, batch_size=2, num_workers=0, crop=[64, 128],
                   train_iters=2, hidden_dims=[16, 16, 16], feature_dim=32, shared_backbone=True, n_downsample=3,
                   n_gru_layers=2, valid_data=[], progress=False, log_every=1,
                   train_data=[dict(dataset='synthetic', n=4, size=[96, 160], max_disp=16)])
-    cli.finetune(params)
-    model = cli.load_model(tmp_path / 'finetune' / 'cnn')
+    builders.finetune_job(params)
+    model = builders.load_model(tmp_path / 'finetune' / 'cnn')
     assert model.cfg.backbone == 'cnn' and not model.training
     res = evaluate(model, motorcycle_samples(), 'raft_middlebury_Q', iters=2, progress=False, keep=True)
     assert math.isfinite(res.summary['report']['EPE']) and res.predictions[0].shape == (500, 741)
     weights = tmp_path / 'finetune' / 'cnn' / 'weights.safetensors'       # continuing from it restores the shared norms too
-    cli.finetune(params | dict(name='cnn2', init='finetuned', init_from=str(weights), steps=1))
+    builders.finetune_job({k: v for k, v in params.items() if k not in builders.DisparityConfig.__dataclass_fields__}
+                          | dict(name='cnn2', init='finetuned', init_from=str(weights), steps=1))
     for bad, msg in [(dict(init='mim', init_from=str(tmp_path / 'x.safetensors')), "init='mim' loads ViT weights"),
                      (dict(backbone='resnet'), "backbone='resnet'")]:
-        with pytest.raises(cli.ConfigError, match=msg): cli.finetune(params | bad)
+        with pytest.raises(builders.ConfigError, match=msg): builders.finetune_job(params | bad)

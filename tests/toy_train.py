@@ -10,17 +10,19 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from stereomae.config import FinetuneConfig
+from stereomae.data import split_key
+from stereomae.train import FinetuneConfig
 from stereomae import train as T
 
 
 class ToyStereoData(Dataset):
-    "Random pairs whose target is the left image's mean; an 'augmentation' draws from the global RNG."
+    "Random pairs whose target is the left image's mean; an 'augmentation' draws from the sample key's generator."
+    seedable = True
     def __init__(self, n=16, size=(8, 12)): self.n, self.size = n, size
     def __len__(self): return self.n
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed(i)
-        left = torch.rand(3, *self.size, generator=g) * (0.9 + 0.1 * torch.rand(1))
+    def __getitem__(self, key):
+        i, g = split_key(key)
+        left = torch.rand(3, *self.size, generator=torch.Generator().manual_seed(i)) * (0.9 + 0.1 * torch.rand(1, generator=g))
         return dict(left=left, right=left.roll(1, -1), disp=left.mean(0, keepdim=True), name=f'toy{i}')
 
 
