@@ -26,7 +26,7 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'CHECKPOINT_FORMAT', 'RESUMABLE_KEYS', 'Tr
            'BatchStream', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'save_weights',
            'weights_metadata', 'read_weights', 'check_state_dict', 'RunDir', 'ScalarLog', 'read_scalars', 'DistInfo',
            'init_distributed', 'StepOutput', 'Task', 'to_device', 'sample_names', 'TrainState', 'Callback',
-           'NonFiniteLoss', 'flush', 'ProgressBar', 'LogScalars', 'Validate', 'Figures', 'Checkpoints',
+           'NonFiniteLoss', 'flush', 'ProgressBar', 'LogScalars', 'Validate', 'Figures', 'Checkpoints', 'provenance',
            'write_checkpoint', 'train_step', 'FitResult', 'config_changes', 'check_resume', 'SetupError', 'fit',
            'unwrap', 'sample_masks', 'PretrainTask', 'fit_pretrain', 'DisparityTask', 'fit_disparity', 'valid_loader']
 
@@ -657,6 +657,20 @@ class Checkpoints(Callback):
             print(f"step {state.step}/{state.cfg.steps}  loss {h.get('loss', float('nan')):.4g}  lr {state.lr:.3g}  "
                   f"{self.n / (time.perf_counter() - self.t0):.2f} steps/s  checkpoint {state.checkpoint.name}", flush=True)
 
+def provenance()->dict:
+    "Which code made a result: the kit's version, the git commit of its source tree (if any, '+' when edited) and today's date."
+    import datetime, subprocess
+    from importlib.metadata import version, PackageNotFoundError
+    try: v = version('stereomae')
+    except PackageNotFoundError: v = 'unknown'
+    root, commit = Path(__file__).resolve().parents[1], 'unknown'
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        git = lambda *a: subprocess.run(['git', '-C', str(root), *a], capture_output=True, text=True, timeout=10)
+        r = git('rev-parse', '--short', 'HEAD')
+        if r.returncode == 0:
+            commit = r.stdout.strip() + ('+' if git('status', '--porcelain', '--untracked-files=no').stdout.strip() else '')
+    return dict(stereomae=v, commit=commit, date=datetime.date.today().isoformat())
+
 def write_checkpoint(state:TrainState)->Path:
     "The state's checkpoint and the model's weights (with its kind and config as metadata), written by rank 0."
     run, d = state.run, state.state_dict()            # every rank takes part in gathering the random states
@@ -664,6 +678,7 @@ def write_checkpoint(state:TrainState)->Path:
         save_checkpoint(run.checkpoint(state.step), d)
         model_cfg = getattr(state.model, 'cfg', None)
         save_weights(run.weights, state.model, dict(step=state.step, kind=state.task.kind, model_class=type(state.model).__name__,
+                                                    provenance=provenance(),
                                                     **({'model_config': config_dict(model_cfg)} if dataclasses.is_dataclass(model_cfg) else {})))
         run.prune(state.cfg.keep_checkpoints)
     if state.dist.world > 1: torch_dist.barrier()

@@ -1,10 +1,11 @@
 """`DisparityModel` learns: the CNN (RAFT-Stereo) and the ViT variants each overfit one synthetic pair, EPE < 1 px
-in a bounded number of CPU steps with tiny configurations, trained as RAFT-Stereo is (sequence loss, AdamW, one-cycle
-schedule stepped per iteration, gradient clipping, frozen BatchNorm). Minutes on a shared CPU: flagged slow."""
+in a bounded number of CPU steps with tiny configurations, trained by the kit's engine with RAFT-Stereo's recipe (sequence
+loss, AdamW, one-cycle schedule stepped per iteration, gradient clipping, frozen BatchNorm). Minutes on a shared CPU: flagged slow."""
 import pytest, torch
 from stereomae.disparity import DisparityModel
 from stereomae.losses import sequence_loss
 from stereomae.synthetic import SyntheticStereo
+from stereomae.train import FinetuneConfig, fit_disparity
 from stereomae.vit import ViTEncoder
 
 
@@ -14,23 +15,15 @@ def one_pair(size, max_disp, seed=3):
 
 
 def overfit(model, pair, steps, iters=6, lr=1e-3):
-    "Train on one pair; return the evaluation-mode EPE before and after."
+    "Train on one pair with the kit's engine (in memory, RAFT-Stereo's recipe); return the evaluation-mode EPE before and after."
     left, right, disp, valid = pair
     def epe():
         model.eval()
         with torch.no_grad(): return (model(left, right, iters=iters).disp - disp).abs()[valid].mean().item()
     before = epe()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, steps + 10, pct_start=0.05, cycle_momentum=False,
-                                                anneal_strategy='linear')
-    model.train().freeze_bn()
-    for _ in range(steps):
-        out = model(left, right, iters=iters)
-        assert len(out.preds) == iters
-        loss, _ = sequence_loss(out.preds, disp, valid)
-        opt.zero_grad(); loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(); sched.step()
+    cfg = FinetuneConfig(runs_dir='', steps=steps, batch_size=1, lr=lr, warmup=0.05, train_iters=iters, device='cpu',
+                         precision='fp32', progress=False, log_every=steps)
+    fit_disparity(cfg, model, dict(left=left, right=right, disp=disp, valid=valid))
     return before, epe()
 
 

@@ -32,7 +32,15 @@ sys.exit(0 if ok else 1)
 """
 
 
-@pytest.mark.parametrize('nb', library_notebooks(), ids=lambda p: str(p.relative_to(NBS)))
+def cell_flags(nb: Path) -> list[str]:
+    "The test flags (`#| slow`, `#| gpu`, `#| long`) of a notebook's cells."
+    import json, re
+    srcs = [''.join(c['source']) for c in json.loads(nb.read_text(encoding='utf-8'))['cells'] if c['cell_type'] == 'code']
+    return sorted({f for s in srcs for f in TEST_FLAGS if re.search(rf'^#\|\s*{f}\b', s, re.M)})
+
+
+@pytest.mark.parametrize('nb', [pytest.param(p, marks=pytest.mark.flagged(*cell_flags(p))) for p in library_notebooks()],
+                         ids=lambda p: str(p.relative_to(NBS)))
 def test_notebook(nb, flags):
     "Run one notebook with nbdev's runner in a fresh process, as `nbdev_test` does (no state leaks between chapters)."
     skip = [f for f in TEST_FLAGS if f not in flags]

@@ -19,7 +19,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-GUIDES = ['getting_started', 'ssh', 'docker', 'datasets', 'benchmarks']   # sidebar order of the guide pages
+GUIDES = ['getting_started', 'models', 'ssh', 'docker', 'datasets', 'benchmarks']   # sidebar order of the guide pages
 SECTIONS = [('Guides', None), ('Chapters', None), ('Tutorials', 'tutorials'), ('Experiments', 'experiments')]
 
 
