@@ -19,9 +19,9 @@ from .core import as_generator, to_numpy, warp_right_to_left
 from .data import split_key, write_motorcycle_sample
 
 # %% auto #0
-__all__ = ['PHOTOS', 'SHAPES', 'value_noise', 'TextureBank', 'texture_bank', 'Scene', 'random_scene', 'render_view', 'nocc_mask',
-           'shade', 'StereoRender', 'render_scene', 'warp_error', 'item_generator', 'SyntheticStereo',
-           'write_middlebury', 'write_synthetic_samples', 'write_samples']
+__all__ = ['PHOTOS', 'SHAPES', 'DOMAINS', 'value_noise', 'TextureBank', 'texture_bank', 'Scene', 'random_scene', 'render_view',
+           'nocc_mask', 'shade', 'StereoRender', 'render_scene', 'warp_error', 'camera_response', 'domain_tiles',
+           'item_generator', 'SyntheticStereo', 'write_middlebury', 'write_synthetic_samples', 'write_samples']
 
 # %% ../nbs/01a_synthetic.ipynb #5743317e
 def value_noise(B:int, C:int, H:int, W:int,  # output (B, C, H, W)
@@ -116,6 +116,7 @@ def random_scene(size:tuple[int, int],     # (H, W)
                  n_layers:tuple[int, int]=(3, 8), # fewest and most layers in front of the background
                  p_slant:float=0.5,        # probability that a layer is slanted (else fronto-parallel)
                  n_tiles:int=16,           # texture tiles to choose from (`len(texture_bank())`)
+                 tiles:list[int]|None=None,# the tiles allowed (indices into the bank); None = the first `n_tiles`
                  radius:tuple[float, float]=(0.04, 0.2), # layer size as a fraction of W
                 )->Scene:
     "Draw a random layered scene whose disparity stays within [min_disp, max_disp] everywhere."
@@ -145,9 +146,13 @@ def random_scene(size:tuple[int, int],     # (H, W)
     # textures: a tile, a scale, an offset and a colour change per layer
     n = K + 1
     texture = torch.cat([torch.stack([2 ** U(-0.6, 0.4, n), U(0, 1e3, n), U(0, 1e3, n),
-                                      torch.randint(0, n_tiles, (n,), generator=g).float()], 1),
+                                      _tiles(n_tiles, tiles, n, g)], 1),
                          U(0.5, 1.2, 3 * n).view(n, 3), U(-0.1, 0.3, 3 * n).view(n, 3)], 1)
     return Scene((H, W), plane, shape, texture)
+
+def _tiles(n_tiles:int, tiles:list[int]|None, n:int, g)->Tensor:
+    if tiles is None: return torch.randint(0, n_tiles, (n,), generator=g).float()
+    return torch.tensor(tiles, dtype=torch.float32)[torch.randint(0, len(tiles), (n,), generator=g)]
 
 # %% ../nbs/01a_synthetic.ipynb #2300af74
 def _hit(scene:Scene, k:int, x:Tensor, y:Tensor, view:str)->tuple[Tensor, Tensor, Tensor]:
@@ -266,6 +271,32 @@ def warp_error(r:StereoRender,  # a rendered pair
     near_occ = F.max_pool2d((~r.nocc).float()[None], 3, 1, 1)[0, 0] > 0                                # (H, W)
     return err[~near_occ]
 
+# %% ../nbs/01a_synthetic.ipynb #dc82896c
+DOMAINS = {  # name: tiles ('noise', 'photos' or 'all'), share of slanted layers, right-view camera response (or None)
+    'mixed':  dict(tiles='all', p_slant=0.5, right_camera=None),
+    'source': dict(tiles='noise', p_slant=0.1, right_camera=None),
+    'target': dict(tiles='photos', p_slant=0.7,
+                   right_camera=dict(gain=(0.8, 1.2), gamma=(0.8, 1.25), noise=0.02)),  # per channel; std in [0, 1] units
+}
+
+def camera_response(img:Tensor,                  # (3, H, W) in [0, 1]
+                    gain:tuple[float, float],    # range of the per-channel gain
+                    gamma:tuple[float, float],   # range of the gamma (one per image)
+                    noise:float,                 # standard deviation of additive Gaussian noise
+                    generator:torch.Generator|None=None)->Tensor:
+    "Another camera's view of the same radiance: `gain · img^gamma + noise`, clipped to [0, 1]."
+    G = gain[0] + (gain[1] - gain[0]) * torch.rand(3, 1, 1, generator=generator)
+    y = gamma[0] + (gamma[1] - gamma[0]) * torch.rand((), generator=generator)
+    return (G * img.clamp_min(0) ** y + noise * torch.randn(img.shape, generator=generator)).clamp(0, 1)
+
+def domain_tiles(bank:TextureBank, tiles:str)->list[int]|None:
+    "Indices of the bank's tiles of one kind ('noise', 'photos'; None for 'all'); an error when the kind is missing."
+    if tiles == 'all': return None
+    if tiles not in ('noise', 'photos'): raise ValueError(f"tiles={tiles!r}: expected 'noise', 'photos' or 'all'")
+    idx = [i for i, n in enumerate(bank.names) if n.startswith('noise') == (tiles == 'noise')]
+    if not idx: raise ValueError(f"the texture bank has no {tiles} tiles (photographs need scikit-image)")
+    return idx
+
 # %% ../nbs/01a_synthetic.ipynb #d82da8ae
 def item_generator(seed:int, index:int)->torch.Generator:
     "A generator for item `index` of a dataset seeded `seed`: independent across items, identical in every process."
@@ -282,9 +313,10 @@ class SyntheticStereo(torch.utils.data.Dataset):
                  aug=None,                            # `(sample, generator) -> sample` applied last
                  min_disp:float=1.0,                  # smallest disparity (the far background)
                  n_layers:tuple[int, int]=(3, 8),     # fewest and most layers per scene
-                 p_slant:float=0.5,                   # share of slanted layers
+                 p_slant:float|None=None,             # share of slanted layers (None: the domain's)
                  photos:bool=True,                    # paint with scikit-image photographs too (when installed)
                  right_disp:bool=False,               # also return `disp_right`, `valid_right`, `nocc_right`
+                 domain:str='mixed',                  # a key of `DOMAINS`: textures, slants, right-view camera
                 ):
         H, W = size
         if n < 1: raise ValueError(f"n must be at least 1, got {n}")
@@ -292,14 +324,22 @@ class SyntheticStereo(torch.utils.data.Dataset):
         self.max_disp = float(round(3 * W / 16) if max_disp is None else max_disp)
         if not min_disp < self.max_disp < W: raise ValueError(f"max_disp={self.max_disp} must be in ({min_disp}, W={W})")
         self.n, self.size, self.seed, self.aug, self.min_disp = n, (H, W), seed, aug, min_disp
-        self.n_layers, self.p_slant, self.right_disp = n_layers, p_slant, right_disp
+        if domain not in DOMAINS: raise ValueError(f"domain={domain!r}: expected one of {list(DOMAINS)}")
+        dom = DOMAINS[domain]
+        self.n_layers, self.right_disp, self.domain = n_layers, right_disp, domain
+        self.p_slant = dom['p_slant'] if p_slant is None else p_slant
         self.bank = texture_bank(photos=photos)  # made now, so DataLoader workers inherit it
+        self.tiles, self.right_camera = domain_tiles(self.bank, dom['tiles']), dom['right_camera']
     def __len__(self): return self.n
     def name(self, i:int)->str: return f'synthetic-s{self.seed}-{i:06d}'
     def scene(self, i:int)->Scene:
         return random_scene(self.size, self.max_disp, self.min_disp, item_generator(self.seed, i),
-                            self.n_layers, self.p_slant, n_tiles=len(self.bank))
-    def render(self, i:int)->StereoRender: return render_scene(self.scene(i), self.bank, nocc_right=self.right_disp)
+                            self.n_layers, self.p_slant, n_tiles=len(self.bank), tiles=self.tiles)
+    def render(self, i:int)->StereoRender:
+        r = render_scene(self.scene(i), self.bank, nocc_right=self.right_disp)
+        if self.right_camera is not None:   # its own stream: the scene of item i is the same in every domain's draws
+            r.right = camera_response(r.right, generator=item_generator(self.seed + 1_000_003, i), **self.right_camera)
+        return r
     def __getitem__(self, key:int|tuple[int, int])->dict:
         i, g = split_key(key)
         if not -self.n <= i < self.n: raise IndexError(f"index {i} is out of range for {self.n} pairs")
@@ -312,7 +352,8 @@ class SyntheticStereo(torch.utils.data.Dataset):
         "Write pairs (default: all) as Middlebury 2014 scene folders `root/<name>-perfect` (see below)."
         return [write_middlebury(self.render(i), Path(root) / f'{self.name(i)}-perfect', self.max_disp)
                 for i in (range(self.n) if indices is None else indices)]
-    def __repr__(self): return f"SyntheticStereo(n={self.n}, size={self.size}, max_disp={self.max_disp:g}, seed={self.seed})"
+    def __repr__(self):
+        return f"SyntheticStereo(n={self.n}, size={self.size}, max_disp={self.max_disp:g}, seed={self.seed}, domain={self.domain!r})"
 
 # %% ../nbs/01a_synthetic.ipynb #1d7de01f
 def write_middlebury(r:StereoRender,           # a rendered pair
