@@ -15,7 +15,7 @@ import torch.distributed as torch_dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from .core import atomic_write, amp_dtype, default_device
+from .core import atomic_write, amp_dtype, default_device, remove_stale_temp_files
 from .config import config_dict, save_config, load_params
 from .data import ResumableSampler, read_item, sample_seed
 
@@ -301,7 +301,7 @@ def _fsync(path):
 def save_checkpoint(path:str|Path, state:dict)->Path:
     "Write a checkpoint dict atomically (temporary file, fsync, rename)."
     path = Path(path)
-    with atomic_write(path) as tmp:
+    with atomic_write(path, 'checkpoint') as tmp:
         torch.save({'format': CHECKPOINT_FORMAT, **state}, tmp); _fsync(tmp)
     return path
 
@@ -321,7 +321,7 @@ def save_weights(path:str|Path, model:nn.Module, metadata:dict|None=None)->Path:
     "The model's weights as safetensors (shared tensors stored once), atomically; `metadata` values become JSON strings."
     from safetensors.torch import save_model
     path = Path(path)
-    with atomic_write(path) as tmp:
+    with atomic_write(path, 'weights file') as tmp:
         save_model(model, str(tmp), metadata={k: json.dumps(v) if not isinstance(v, str) else v for k, v in (metadata or {}).items()})
         _fsync(tmp)
     return path
@@ -634,7 +634,7 @@ class Figures(Callback):
             warnings.warn(f"step {state.step}: the figure failed ({type(e).__name__}: {e}); training goes on"); plt.close('all'); fig = None
         finally: _train_mode(state.model, state.cfg)
         if fig is None: return
-        with atomic_write(state.run.figures / f'step_{state.step:07d}.jpg') as tmp: fig.savefig(tmp, format='jpeg', dpi=80, bbox_inches='tight')
+        with atomic_write(state.run.figures / f'step_{state.step:07d}.jpg', 'figure') as tmp: fig.savefig(tmp, format='jpeg', dpi=80, bbox_inches='tight')
         if self.logger and self.logger.log: self.logger.log.figure(state.step, f'{state.task.kind}/figure', fig)
         plt.close(fig)
 
@@ -663,7 +663,8 @@ def provenance()->dict:
     from importlib.metadata import version, PackageNotFoundError
     try: v = version('stereomae')
     except PackageNotFoundError: v = 'unknown'
-    root, commit = Path(__file__).resolve().parents[1], 'unknown'
+    import stereomae
+    root, commit = Path(stereomae.__file__).resolve().parents[1], 'unknown'
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         git = lambda *a: subprocess.run(['git', '-C', str(root), *a], capture_output=True, text=True, timeout=10)
         r = git('rev-parse', '--short', 'HEAD')
@@ -802,6 +803,7 @@ def _setup(model, task, train_data, cfg, configs, collate_fn):
                        info, run, tuple(configs))
     if run is not None and info.main:
         run.make()
+        if ckpt is not None: remove_stale_temp_files(run.path)   # half-written files of a killed process (it owned the run)
         save_config(run.config, cfg, *configs)
     if ckpt is not None:
         state.load_state_dict(ckpt); state.checkpoint = Path(ckpt_path)

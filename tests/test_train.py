@@ -48,6 +48,7 @@ def test_sigkill_loses_only_steps_since_last_checkpoint(tmp_path, mode):
     assert T.load_checkpoint(run.latest())['step'] == 2
     res = T.fit(toy_net(), ToyTask(), ToyStereoData(), toy_config(tmp_path))
     assert res.resumed_from.name == 'step_0000002.pt' and res.step == 10
+    assert not list(run.checkpoints.glob('.*.tmp')), 'resuming removes the half-written files of the killed process'
     full = T.fit(toy_net(), ToyTask(), ToyStereoData(), toy_config(tmp_path, name='full'))
     _same(_weights(full.run_dir), _weights(res.run_dir), atol=1e-6)  # the killed process ran on 1 thread: float sums differ in the last bits
 
