@@ -18,10 +18,10 @@ from . import data
 from .data import collate_stereo
 from .augment import StereoAugmentor, mim_transforms, CenterCrop, Resize
 from .synthetic import SyntheticStereo
-from .mae import PRESETS, MaeConfig, StereoMAE, build_mae
-from .disparity import DisparityConfig, DisparityModel, build_disparity
-from .train import (PretrainConfig, FinetuneConfig, TrainConfig, PretrainTask, DisparityTask, FitResult, fit,
-                             valid_loader, read_weights, check_state_dict, weights_metadata)
+from .mae import PRESETS, MaeConfig, StereoMAE, build_mae, PretrainTask
+from .disparity import DisparityConfig, DisparityModel, build_disparity, DisparityTask
+from .train import (PretrainConfig, FinetuneConfig, TrainConfig, FitResult, fit, valid_loader, read_weights,
+                             check_state_dict, weights_metadata)
 
 # %% auto #0
 __all__ = ['SPARSE_DATASETS', 'INITS', 'JOBS', 'dataset_factories', 'parse_dataset_spec', 'build_dataset', 'build_data',
@@ -121,6 +121,8 @@ def disparity_config(cfg:FinetuneConfig, params:dict)->DisparityConfig:
     if cfg.init == 'finetuned': return _parent('finetuned', cfg.init_from, 'disparity', params, DisparityConfig)
     if cfg.preset not in PRESETS: raise KeyError(f"preset {cfg.preset!r} unknown; known: {', '.join(PRESETS)}")
     base = DisparityConfig.from_mae(PRESETS[cfg.preset])
+    if cfg.init in ('mim', 'timm') and params.get('backbone', base.backbone) != 'vit':
+        raise ValueError(f"init={cfg.init!r} loads ViT weights: it needs backbone='vit' (got {params.get('backbone')!r})")
     if cfg.init == 'mim':
         mae = _parent('mim', cfg.init_from, 'pretrain', {k: v for k, v in params.items() if k in _ENCODER_KEYS}, MaeConfig)
         clash = [f"{k}={getattr(PRESETS[cfg.preset], k)!r}" for k in _ENCODER_KEYS if getattr(PRESETS[cfg.preset], k) != getattr(mae, k)]
@@ -130,8 +132,6 @@ def disparity_config(cfg:FinetuneConfig, params:dict)->DisparityConfig:
         base = dataclasses.replace(base, **{k: getattr(mae, k) for k in _ENCODER_KEYS})
     if cfg.init == 'timm' and 'input_norm' not in params: base = dataclasses.replace(base, input_norm='imagenet')
     model_cfg, = build_configs({k: v for k, v in params.items() if k in {f.name for f in dataclasses.fields(DisparityConfig)}}, base)
-    if cfg.init in ('mim', 'timm') and model_cfg.backbone != 'vit':
-        raise ValueError(f"init={cfg.init!r} loads ViT weights: it needs backbone='vit' (got {model_cfg.backbone!r})")
     return model_cfg
 
 def with_shared_aliases(model:nn.Module, state:dict)->dict:

@@ -15,12 +15,12 @@ __all__ = ['USER_ERRORS', 'job_configs', 'parser', 'main']
 
 # %% ../nbs/10b_cli.ipynb #ce788314
 def job_configs(name:str)->tuple:
-    "The config dataclasses whose keys a job accepts (its recipe first, then its model's)."
+    "The default configs whose keys a job accepts (its recipe first, then its model's)."
     from stereomae.mae import PRESETS
     from stereomae.disparity import DisparityConfig
-    return dict(pretrain=(PretrainConfig, PRESETS[PretrainConfig.preset]),
-                finetune=(FinetuneConfig, DisparityConfig.from_mae(PRESETS[FinetuneConfig.preset])),
-                evaluate=(EvaluateConfig,), predict=(PredictConfig,))[name]
+    return dict(pretrain=(PretrainConfig(), PRESETS[PretrainConfig.preset]),
+                finetune=(FinetuneConfig(), DisparityConfig.from_mae(PRESETS[FinetuneConfig.preset])),
+                evaluate=(EvaluateConfig(),), predict=(PredictConfig(),))[name]
 
 def parser()->argparse.ArgumentParser:
     "The `stereomae` argument parser: one sub-command per job, its parameters listed in its `--help`."

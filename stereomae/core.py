@@ -14,10 +14,10 @@ from torch import Tensor
 import matplotlib.pyplot as plt
 
 # %% auto #0
-__all__ = ['SHAPE_LETTERS', 'LEFT', 'RIGHT', 'TEMP_FILE_PATTERN', 'warp_right_to_left', 'check_shape', 'check_image',
-           'check_pair', 'seed_everything', 'as_generator', 'default_device', 'amp_dtype', 'device_info',
-           'pad_to_multiple', 'unpad', 'atomic_write', 'remove_stale_temp_files', 'to_numpy', 'show_pair',
-           'show_disparity', 'show_error', 'draw_pipeline']
+__all__ = ['SHAPE_LETTERS', 'LEFT', 'RIGHT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TEMP_FILE_PATTERN', 'warp_right_to_left',
+           'check_shape', 'check_image', 'check_pair', 'seed_everything', 'as_generator', 'default_device', 'amp_dtype',
+           'device_info', 'pad_to_multiple', 'unpad', 'atomic_write', 'remove_stale_temp_files', 'to_numpy',
+           'show_pair', 'show_disparity', 'show_error', 'draw_pipeline']
 
 # %% ../nbs/00_core.ipynb #9c49f5c6
 SHAPE_LETTERS = {
@@ -26,6 +26,7 @@ SHAPE_LETTERS = {
     'N': 'tokens per view (h·w)', 'K': 'visible tokens', 'D': 'model width', 'L': 'pyramid levels', 'R': 'lookup radius',
 }
 LEFT, RIGHT = 0, 1  # index of each view along the V axis
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the RGB statistics ImageNet-trained weights expect
 
 # %% ../nbs/00_core.ipynb #09db6713
 def warp_right_to_left(right:Tensor, # (B, C, H, W) right view

@@ -585,17 +585,21 @@ class ResumableSampler(Sampler):
         self.n, self.seed, self.shuffle, self.rank, self.world, self.start = n, seed, shuffle, rank, world, start
         self.per_rank = math.ceil(n / world)  # samples per rank and epoch (padded like DistributedSampler)
 
-    def epoch_keys(self, epoch:int)->list[tuple[int, int]]:
-        "This rank's keys of one epoch: a permutation drawn from `(seed, epoch)`, padded so every rank has as many."
+    def epoch_indices(self, epoch:int)->list[int]:
+        "This rank's indices of one epoch: a permutation drawn from `(seed, epoch)`, padded so every rank has as many."
         idx = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + 1_000_003 * epoch)).tolist() \
               if self.shuffle else list(range(self.n))
         idx += (idx * self.world)[:self.per_rank * self.world - self.n]
-        return [(i, sample_seed(self.seed, epoch, i)) for i in idx[self.rank::self.world]]
+        return idx[self.rank::self.world]
+
+    def epoch_keys(self, epoch:int, start:int=0):
+        "This rank's keys `(index, sample_seed)` of one epoch from position `start`, made as they are consumed."
+        return ((i, sample_seed(self.seed, epoch, i)) for i in self.epoch_indices(epoch)[start:])
 
     def __iter__(self):
         epoch, pos = divmod(self.start, self.per_rank)
         while True:
-            yield from self.epoch_keys(epoch)[pos:]
+            yield from self.epoch_keys(epoch, pos)
             epoch, pos = epoch + 1, 0
 
 class EpochSampler(Sampler):

@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 from .core import check_pair, pad_to_multiple, unpad, amp_dtype, show_disparity, show_error
 from .vit import ViTEncoder, as_pair, patch_grid
 from .mae import MaeConfig
+from .losses import sequence_loss
+from .train import Task, StepOutput, FitResult, FinetuneConfig, fit, model_configs, to_device
 
 # %% auto #0
 __all__ = ['NORMS', 'MAE_ENCODER_FIELDS', 'VIT_FIELDS', 'RAFT_STEREO_OPTIONS', 'RAFT_STEREO_DEFAULTS', 'RAFT_STEREO_REALTIME',
@@ -24,7 +26,7 @@ __all__ = ['NORMS', 'MAE_ENCODER_FIELDS', 'VIT_FIELDS', 'RAFT_STEREO_OPTIONS', '
            'DPTNeck', 'MatchingStem', 'BackboneOutput', 'CNNBackbone', 'SharedCNNBackbone', 'ViTBackbone',
            'DisparityConfig', 'strip_module_prefix', 'raft_stereo_options', 'build_backbone', 'DisparityOutput',
            'gru_schedule', 'DisparityModel', 'build_disparity', 'iteration_predictions', 'show_iterations',
-           'iteration_viewer']
+           'iteration_viewer', 'DisparityTask', 'fit_disparity']
 
 # %% ../nbs/08_disparity.ipynb #53cfd828
 NORMS = ('batch', 'instance', 'group', 'none')
@@ -706,3 +708,39 @@ def iteration_viewer(preds:list[Tensor], gt:Tensor, valid:Tensor, max_err:float=
         axs[2].plot(range(1, len(preds) + 1), epes, 'o-', ms=3); axs[2].axvline(iteration, color='r')
         axs[2].set(xlabel='iteration', ylabel='EPE (px)'); plt.show()
     return widgets.interact(draw, iteration=widgets.IntSlider(value=len(preds), min=1, max=len(preds)))
+
+# %% ../nbs/08_disparity.ipynb #0925eaec
+class DisparityTask(Task):
+    "Stage 2: sequence loss over the GRU iterations; validation with `valid_iters`; disparity and error figures."
+    kind = 'disparity'
+    def __init__(self, train_iters:int=22, valid_iters:int=32, gamma:float=0.9, max_disp:float=700):
+        self.train_iters, self.valid_iters, self.gamma, self.max_disp = train_iters, valid_iters, gamma, max_disp
+
+    def __call__(self, model, batch, train=True):
+        if 'disp' not in batch: raise KeyError(f"stage 2 needs ground-truth disparity; the batch has {sorted(batch)}")
+        out = model(batch['left'], batch['right'], iters=self.train_iters if train else self.valid_iters)
+        preds = out.preds if train else [out.disp]
+        loss, metrics = sequence_loss([p.float() for p in preds], batch['disp'], batch['valid'], self.gamma, self.max_disp)
+        return StepOutput(loss, metrics)
+
+    @torch.no_grad()
+    def figure(self, model, batch, device):
+        b = to_device(batch, device)
+        disp = model(b['left'][:1], b['right'][:1], iters=self.valid_iters).disp.float()
+        fig, axs = plt.subplots(1, 4, figsize=(20, 3.2))
+        axs[0].imshow(b['left'][0].permute(1, 2, 0).float().clamp(0, 1).cpu()); axs[0].set_title('left'); axs[0].axis('off')
+        gt, valid = b['disp'][:1], b['valid'][:1]
+        vmax = float(gt[valid].max()) if valid.any() else None
+        show_disparity(gt, valid, ax=axs[1], title='ground truth', vmin=0, vmax=vmax)
+        show_disparity(disp, ax=axs[2], title=f'prediction ({self.valid_iters} iterations)', vmin=0, vmax=vmax)
+        show_error(disp, gt, valid, ax=axs[3])
+        return fig
+
+def fit_disparity(cfg:FinetuneConfig,     # RAFT-Stereo's recipe by default
+                  model:nn.Module,        # a `DisparityModel` (or anything with its call signature)
+                  train_data,             # samples with `disp` and `valid` of one size, or a dict of stacked tensors
+                  valid_data=None,        # fixed validation batches (`stereomae.train.valid_loader`)
+                  **kwargs)->FitResult:   # anything else for `fit`
+    "Stage 2: fine-tune a disparity model with the sequence loss (its config is stored with the run)."
+    kwargs.setdefault('configs', model_configs(model))
+    return fit(model, DisparityTask(cfg.train_iters, cfg.valid_iters), train_data, cfg, valid_data, **kwargs)

@@ -14,18 +14,17 @@ import torch.nn.functional as F
 from torch import Tensor
 from einops import rearrange, reduce, repeat, einsum
 
-from .core import check_shape
+from .core import check_shape, IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
-__all__ = ['REGIONS', 'VGG16_POOLS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'norm_pix_target', 'masked_mse', 'ssim', 'photometric_map',
-           'ssim_loss', 'gram_matrix', 'vgg16_features', 'PerceptualLoss', 'LossOutput', 'ReconstructionLoss',
-           'sequence_weights', 'sequence_loss']
+__all__ = ['LOSS_REGIONS', 'VGG16_POOLS', 'norm_pix_target', 'masked_mse', 'ssim', 'photometric_map', 'ssim_loss', 'gram_matrix',
+           'vgg16_features', 'PerceptualLoss', 'LossOutput', 'ReconstructionLoss', 'sequence_weights', 'sequence_loss']
 
 # %% ../nbs/04_losses.ipynb #8aee9fee
-REGIONS = ('masked', 'all')  # which pixels a reconstruction loss scores
+LOSS_REGIONS = ('masked', 'all')  # which pixels a reconstruction loss scores
 
 def _check_region(region:str):
-    if region not in REGIONS: raise ValueError(f"region is {region!r}: expected one of {REGIONS}")
+    if region not in LOSS_REGIONS: raise ValueError(f"region is {region!r}: expected one of {LOSS_REGIONS}")
 
 def norm_pix_target(patches:Tensor,   # (..., N, P) pixels of each patch
                     eps:float=1e-6,   # added to the variance (MAE's value)
@@ -102,7 +101,6 @@ def ssim_loss(pred:Tensor,              # (B, 3, H, W) reconstruction
 
 # %% ../nbs/04_losses.ipynb #c568d4a4
 VGG16_POOLS = {'pool1': 4, 'pool2': 9, 'pool3': 16}  # index of each pooling layer in torchvision's vgg16().features
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def gram_matrix(feat:Tensor, # (B, C, H, W) feature map
                )->Tensor:    # (B, C, C) F Fᵀ / (C·H·W), in fp32

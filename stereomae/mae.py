@@ -20,11 +20,13 @@ from timm.models.vision_transformer import Block
 from .core import check_pair, check_shape, LEFT, RIGHT
 from .masking import MASK_MODES, make_mask, scatter_tokens
 from .vit import ViTEncoder, EncoderOutput, patchify, unpatchify, patch_grid, sincos_pos_embed, as_pair
-from .losses import ReconstructionLoss, REGIONS, norm_pix_target
+from .losses import ReconstructionLoss, LOSS_REGIONS, norm_pix_target
+from .train import (Task, StepOutput, FitResult, PretrainConfig, fit, model_configs, to_device, unwrap)
 
 # %% auto #0
 __all__ = ['PRESETS', 'MaeConfig', 'CrossAttention', 'CrossBlock', 'MaeDecoder', 'MaeOutput', 'StereoMAE', 'build_mae',
-           'mae_cost', 'Reconstruction', 'reconstruct', 'show_reconstruction', 'check_finite_loss']
+           'mae_cost', 'Reconstruction', 'reconstruct', 'show_reconstruction', 'sample_masks', 'PretrainTask',
+           'fit_pretrain']
 
 # %% ../nbs/05_mae.ipynb #42bd39fc
 @dataclass
@@ -57,7 +59,7 @@ class MaeConfig:
         if self.mask_mode not in MASK_MODES: raise ValueError(f"mask_mode is {self.mask_mode!r}: expected one of {MASK_MODES}")
         if self.encoder_mode not in ('siamese', 'joint'): raise ValueError(f"encoder_mode is {self.encoder_mode!r}: expected 'siamese' or 'joint'")
         if self.decoder not in ('mae', 'cross'): raise ValueError(f"decoder is {self.decoder!r}: expected 'mae' or 'cross'")
-        if self.loss_region not in REGIONS: raise ValueError(f"loss_region is {self.loss_region!r}: expected one of {REGIONS}")
+        if self.loss_region not in LOSS_REGIONS: raise ValueError(f"loss_region is {self.loss_region!r}: expected one of {LOSS_REGIONS}")
         for name, D, h in (('embed_dim', self.embed_dim, self.num_heads), ('decoder_dim', self.decoder_dim, self.decoder_heads)):
             if D % h or D % 4: raise ValueError(f"{name} is {D}: must be a multiple of 4 and of its {h} heads")
 
@@ -299,14 +301,34 @@ def show_reconstruction(left:Tensor, right:Tensor, out:MaeOutput, rec:Reconstruc
     return axs
 
 # %% ../nbs/05_mae.ipynb #d027d488
-def check_finite_loss(loss:Tensor|float,      # the loss of this step
-                      step:int,               # optimiser step
-                      paths=None,             # the batch's input paths (e.g. the samples' `paths`), for the message
-                      terms:dict|None=None,   # per-term losses, shown in the message
-                     )->float:
-    "Return the loss as a float, or raise `FloatingPointError` naming the step, the terms and the inputs."
-    value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
-    if not math.isfinite(value):
-        t = {k: float(v) for k, v in (terms or {}).items()}
-        raise FloatingPointError(f"loss is {value} at step {step} (terms {t}); inputs: {paths if paths else 'no paths given'}")
-    return value
+def sample_masks(model:nn.Module, batch:dict)->Tensor|None:
+    "(B, 2, N) masks drawn per sample from `batch['seed']` with the model's mode and ratio (None if the batch has no seeds)."
+    if 'seed' not in batch: return None
+    m = unwrap(model)
+    h, w = patch_grid(batch['left'].shape[-2:], m.patch_size, 'left')
+    gens = [torch.Generator().manual_seed(int(s)) for s in batch['seed'].tolist()]
+    return torch.cat([make_mask(m.mask_mode, 1, h * w, m.mask_ratio, g) for g in gens]).to(batch['left'].device)
+
+class PretrainTask(Task):
+    "Stage 1: the MAE's own reconstruction loss on per-sample masks; reconstruction figures."
+    kind = 'pretrain'
+    def __call__(self, model, batch, train=True):
+        out = model(batch['left'], batch['right'], mask=sample_masks(model, batch))
+        return StepOutput(out.loss, {f'loss_{k}': v.detach() for k, v in getattr(out, 'terms', {}).items()})
+
+    @torch.no_grad()
+    def figure(self, model, batch, device):
+        b = to_device({k: v[:1] if torch.is_tensor(v) else v for k, v in batch.items()}, device)
+        out = model(b['left'], b['right'], mask=sample_masks(model, b))
+        fig, axs = plt.subplots(2, 3, figsize=(13, 4.6))
+        show_reconstruction(b['left'], b['right'], out, reconstruct(model, b['left'], b['right'], out), model.patch_size, axs=axs)
+        return fig
+
+def fit_pretrain(cfg:PretrainConfig,      # MAE's recipe by default
+                 model:nn.Module,         # a `StereoMAE`
+                 train_data,              # pairs (sample dicts with `left`, `right`) of one size, or a dict of stacked tensors
+                 valid_data=None,         # fixed validation batches (`stereomae.train.valid_loader`: fixed masks)
+                 **kwargs)->FitResult:    # anything else for `fit`
+    "Stage 1: masked image modelling with the model's reconstruction loss (its config is stored with the run)."
+    kwargs.setdefault('configs', model_configs(model))
+    return fit(model, PretrainTask(), train_data, cfg, valid_data, **kwargs)

@@ -298,17 +298,16 @@ class MetricAccumulator:
         self.rows.append(row)
         return row
 
-# %% ../nbs/09_metrics.ipynb #9812e7ed
-def _summary(self:MetricAccumulator)->dict:
-    "Per-image means, pixel-pooled means, the protocol's benchmark columns and the count of NaN images per key."
-    P = self.protocol
-    keys = [f'{m}/{r}' for r in P.regions for m in P.metrics]
-    col = lambda k: np.array([row[k] for row in self.rows], dtype=np.float64)
-    image = {k: float(np.nanmean(col(k))) if len(self.rows) and np.isfinite(col(k)).any() else float('nan') for k in keys}
-    metric = lambda k: k.split('/')[0]
-    pixel = {k: _finish(metric(k), self._sums[k][0] / self._sums[k][1]) if k in self._sums else float('nan') for k in keys}
-    report = {c: (image if key.endswith('/image') else pixel)[key.rsplit('/', 1)[0]] for c, key in P.report.items()}
-    return dict(protocol=P.name, source=P.source, images=len(self.rows), report=report,
-                image_mean=image, pixel_pooled=pixel, nan_images={k: int(np.isnan(col(k)).sum()) for k in keys})
+    def summary(self)->dict:
+        "Per-image means, pixel-pooled means, the protocol's benchmark columns and the count of NaN images per key (plain JSON)."
+        P = self.protocol
+        keys = [f'{m}/{r}' for r in P.regions for m in P.metrics]
+        col = lambda k: np.array([row[k] for row in self.rows], dtype=np.float64)
+        image = {k: float(np.nanmean(col(k))) if len(self.rows) and np.isfinite(col(k)).any() else float('nan') for k in keys}
+        metric = lambda k: k.split('/')[0]
+        pixel = {k: _finish(metric(k), self._sums[k][0] / self._sums[k][1]) if k in self._sums else float('nan') for k in keys}
+        report = {c: (image if key.endswith('/image') else pixel)[key.rsplit('/', 1)[0]] for c, key in P.report.items()}
+        return dict(protocol=P.name, source=P.source, images=len(self.rows), report=report,
+                    image_mean=image, pixel_pooled=pixel, nan_images={k: int(np.isnan(col(k)).sum()) for k in keys})
 
-MetricAccumulator.summary = _summary
+

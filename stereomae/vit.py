@@ -16,15 +16,15 @@ from einops import rearrange
 from timm.layers import PatchEmbed, resample_abs_pos_embed, resample_patch_embed, trunc_normal_
 from timm.models.vision_transformer import Block
 
-from .core import check_shape
+from .core import check_shape, IMAGENET_MEAN, IMAGENET_STD
 from .masking import gather_tokens, visible_indices
 
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'ENCODER_PRESETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'OPTIONAL_KEYS', 'as_pair', 'patch_grid', 'patchify',
-           'unpatchify', 'sincos_1d', 'sincos_pos_embed', 'EncoderOutput', 'tokens_to_map', 'default_dense_layers',
-           'ViTEncoder', 'LoadReport', 'read_state_dict', 'count_parameters']
+__all__ = ['logger', 'ENCODER_PRESETS', 'OPTIONAL_KEYS', 'as_pair', 'patch_grid', 'patchify', 'unpatchify', 'sincos_1d',
+           'sincos_pos_embed', 'EncoderOutput', 'tokens_to_map', 'default_dense_layers', 'ViTEncoder', 'LoadReport',
+           'read_state_dict', 'count_parameters']
 
 # %% ../nbs/03_vit.ipynb #66f1280f
 def as_pair(p:int|tuple[int, int])->tuple[int, int]:
@@ -89,7 +89,6 @@ ENCODER_PRESETS = {  # ViT sizes: embed_dim, depth, num_heads (MLP ratio 4 throu
     'base':  dict(embed_dim=768,  depth=12, num_heads=12),  # ViT-B/16, the paper's encoder
     'large': dict(embed_dim=1024, depth=24, num_heads=16),  # ViT-L/16
 }
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 @dataclass
 class EncoderOutput:

@@ -5,7 +5,8 @@ import pytest, torch
 from stereomae.disparity import DisparityModel
 from stereomae.losses import sequence_loss
 from stereomae.synthetic import SyntheticStereo
-from stereomae.train import FinetuneConfig, fit_disparity
+from stereomae.train import FinetuneConfig
+from stereomae.disparity import fit_disparity
 from stereomae.vit import ViTEncoder
 
 

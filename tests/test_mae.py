@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from stereomae.mae import PRESETS, build_mae, check_finite_loss
+from stereomae.mae import PRESETS, build_mae
 
 SMALL = ('tiny', 'small')
 
@@ -21,7 +21,7 @@ def _smoke(name: str, backward: bool):
     out = model(left, right, generator=g)
     assert out.pred.shape == (1, 2, N, ph * pw * 3) and out.mask.shape == (1, 2, N)
     assert out.mask.sum(-1).max() == int(cfg.mask_ratio * N)
-    check_finite_loss(out.loss, 0)
+    assert torch.isfinite(out.loss), out.loss
     if backward:
         out.loss.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -42,8 +42,3 @@ def test_joint_cross_view_on_small():
     out = build_mae(cfg)(torch.rand(2, 3, H, W), torch.rand(2, 3, H, W))
     assert torch.isfinite(out.loss)
     assert ((out.mask.sum(-1) == 0) | (out.mask.sum(-1) == int(0.9 * out.mask.shape[-1]))).all()
-
-
-def test_non_finite_loss_names_step_and_paths():
-    with pytest.raises(FloatingPointError, match=r"loss is inf at step 5 .*scene/im0.png"):
-        check_finite_loss(torch.tensor(float('inf')), 5, paths=['scene/im0.png'])

@@ -36,7 +36,7 @@ def augments():
     out = {'decode only': None}
     try: from stereomae.augment import StereoAugmentor
     except ImportError: return out
-    out['decode + StereoAugmentor (dense, crop 320×720)'] = StereoAugmentor(crop_size=(320, 720), generator=0)
+    out['decode + StereoAugmentor (dense, crop 320×720)'] = StereoAugmentor(crop_size=(320, 720))
     return out
 
 

@@ -13,7 +13,9 @@ from stereomae.disparity import DisparityModel
 from stereomae.losses import sequence_loss
 from stereomae.mae import PRESETS, build_mae
 from stereomae.synthetic import SyntheticStereo
-from stereomae.train import FinetuneConfig, PretrainConfig, fit_disparity, fit_pretrain
+from stereomae.train import FinetuneConfig, PretrainConfig
+from stereomae.mae import fit_pretrain
+from stereomae.disparity import fit_disparity
 
 TINY_DISPARITY = dict(neck_dims=[32, 64, 128, 256], neck_width=64, feature_dim=64, stem_dim=64, hidden_dims=[48, 48, 48],
                       motion_dim=64, head_dim=64, corr_levels=2, corr_radius=3)   # the tutorial's stage-2 model

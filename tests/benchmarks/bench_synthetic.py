@@ -36,11 +36,11 @@ def main():
     for size, crop in [((256, 512), (192, 384)), ((540, 960), (320, 720))]:
         s = SyntheticStereo(1, size=size, seed=0)[0]
         for sparse in (False, True):
-            aug = StereoAugmentor(crop, sparse=sparse, generator=0)
+            aug = StereoAugmentor(crop, sparse=sparse)
             print(f"| StereoAugmentor {'sparse' if sparse else 'dense'} | {size[0]}x{size[1]} -> {crop[0]}x{crop[1]} | {ms_per_item(lambda i: aug(s), 8):.1f} |")
     torch.set_num_threads(threads)
     print('\n| DataLoader (render + dense augmentation), 256x512 -> 192x384 | workers | samples/s |\n|---|---|---|')
-    ds = SyntheticStereo(64, size=(256, 512), seed=0, aug=StereoAugmentor((192, 384), generator=0))
+    ds = SyntheticStereo(64, size=(256, 512), seed=0, aug=StereoAugmentor((192, 384)))
     for w in (0, 1, 2): print(f'| SyntheticStereo + StereoAugmentor | {w} | {loader_rate(ds, w):.1f} |')
 
 
