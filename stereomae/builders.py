@@ -301,12 +301,12 @@ def config_errors(f:Callable, *args, **kwargs):
     except (KeyError, ValueError, TypeError, FileNotFoundError) as e:
         raise ConfigError(e.args[0] if isinstance(e, KeyError) and e.args else str(e)) from e
 
-@job('pretrain', 'stage 1: masked image modelling on stereo pairs (stereomae.train.fit_pretrain)')
+@job('pretrain', 'stage 1: masked image modelling on stereo pairs (stereomae.mae.fit_pretrain)')
 def pretrain_job(params:dict, **fit_kwargs)->FitResult:
     "Run a stage-1 job from flat parameters."
     return config_errors(pretrain_setup, params).fit(**fit_kwargs)
 
-@job('finetune', 'stage 2: disparity with a RAFT-Stereo decoder (stereomae.train.fit_disparity)')
+@job('finetune', 'stage 2: disparity with a RAFT-Stereo decoder (stereomae.disparity.fit_disparity)')
 def finetune_job(params:dict, **fit_kwargs)->FitResult:
     "Run a stage-2 job from flat parameters."
     return config_errors(finetune_setup, params).fit(**fit_kwargs)

@@ -319,6 +319,6 @@ def draw_pipeline(ax=None):
         prev = x + 1.9
     arrow(5.5, 3.05, 3.15, 1.92)
     ax.text(4.6, 2.55, 'fine-tune', fontsize=9, style='italic', color='0.3')
-    ax.text(0.1, 0.3, 'Training: 10_train (schedules, checkpoints, DDP) — experiments: nbs/experiments — '
+    ax.text(0.1, 0.3, 'Training: 04a_train (one engine: schedules, checkpoints, DDP) — runs: 10a_builders, 10b_cli, nbs/experiments — '
             'the whole method on a CPU: nbs/tutorials', fontsize=9, color='0.3')
     return ax

@@ -654,7 +654,7 @@ class Checkpoints(Callback):
         state.checkpoint = write_checkpoint(state)
         if state.dist.main:
             h = state.history[-1] if state.history else {}
-            print(f"step {state.step}/{state.cfg.steps}  loss {h.get('loss', float('nan')):.4g}  lr {state.lr:.3g}  "
+            print(f"step {state.step}/{state.cfg.steps}  loss {h.get('loss', float('nan')):.4g}  lr {h.get('lr', state.lr):.3g}  "
                   f"{self.n / (time.perf_counter() - self.t0):.2f} steps/s  checkpoint {state.checkpoint.name}", flush=True)
 
 def provenance()->dict:

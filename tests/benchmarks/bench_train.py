@@ -1,10 +1,10 @@
 """Where a training step's time goes (data, forward, backward, optimizer) for pre-training and disparity fine-tuning
 with the tiny and seed presets on the CPU, and whether the data loader keeps up: `[BENCH_THREADS=n] python tests/benchmarks/run.py train`.
 
-The step is the loop's own: `stereomae.train._train_step` runs unchanged on a job built by the command line's
-`pretrain_setup` / `finetune_setup` from the experiment's YAML file; the phases are timed by wrapping what the step
-calls (the batch stream, the task's forward, `_micro_step` for forward + backward, `_optimizer_step` for clipping +
-AdamW + scheduler). Data is measured twice: the raw cost of a batch loaded in the main process, and the time the step
+The step is the engine's own: `stereomae.train.train_step` runs unchanged on the training state of a job built by
+`stereomae.builders.pretrain_setup` / `finetune_setup` from the experiment's YAML file; the phases are timed by wrapping
+what the step calls (the batch stream, the task's forward, `_micro_step` for forward + backward); the optimizer phase is
+the rest of the step (unscale, clipping, AdamW, scheduler). Data is measured twice: the raw cost of a batch loaded in the main process, and the time the step
 waits for a batch with worker processes (the experiment's `num_workers`, at most this machine's cores) — the loader
 keeps up when that wait is a small fraction of the compute.
 """
@@ -21,7 +21,7 @@ THREADS = int(os.environ.get('BENCH_THREADS', 0))   # 0: torch's default; BENCH_
 
 
 class PhaseTimer:
-    "Seconds per phase of each `_train_step` call, taken by wrapping the functions the step calls."
+    "Seconds per phase of each `train_step` call, taken by wrapping the functions the step calls."
     def __init__(self): self.now = {}
 
     def add(self, phase, seconds): self.now[phase] = self.now.get(phase, 0.0) + seconds
@@ -42,48 +42,41 @@ class TimedStream:
 
 
 def _job(kind: str, params: dict, workers: int):
-    from stereomae import cli, train as T
-    setup = cli.pretrain_setup if kind == 'pretrain' else cli.finetune_setup
-    job = setup({**params, 'num_workers': workers})
-    cfg = job['cfg']
-    task = T.PretrainTask() if kind == 'pretrain' else T.DisparityTask(cfg.train_iters, cfg.valid_iters)   # as fit_pretrain / fit_disparity
-    stream = T.BatchStream(job['train_data'], cfg.batch_size, cfg.seed, num_workers=workers, collate_fn=job['collate_fn'])
-    return job, cfg, task, stream
+    "The job's training state, prepared by the engine as `fit` prepares it (nothing is written: runs_dir='')."
+    from stereomae import builders, train as T
+    setup = builders.pretrain_setup if kind == 'pretrain' else builders.finetune_setup
+    job = setup({**params, 'num_workers': workers, 'runs_dir': '', 'device': 'cpu', 'precision': 'fp32'})
+    state, _ = T._prepare(job.model, job.task, job.train_data, job.cfg, job.configs, job.collate_fn)
+    return job, state
 
 
 def data_cost(kind: str, params: dict, batches: int = 3) -> float:
     "Median seconds to load one batch in the main process (no workers, no compute): the raw cost of the data."
-    _, _, _, stream = _job(kind, params, 0)
-    next(stream); times = []   # the first batch also starts the sampler
+    _, state = _job(kind, params, 0)
+    next(state.data); times = []   # the first batch also starts the sampler
     for _ in range(batches):
-        t = time.perf_counter(); next(stream); times.append(time.perf_counter() - t)
+        t = time.perf_counter(); next(state.data); times.append(time.perf_counter() - t)
     return statistics.median(times)
 
 
 def step_breakdown(kind: str, params: dict, steps: int = 3, workers: int = 0) -> dict:
-    "Median seconds per phase over `steps` calls of the loop's `_train_step` (after one warm-up step)."
+    "Median seconds per phase over `steps` calls of the engine's `train_step` (after one warm-up step)."
     from stereomae import train as T
-    job, cfg, task, stream = _job(kind, params, workers)
-    model, device = job['model'], torch.device('cpu')
-    dtype = T.autocast_dtype(cfg.precision, device)
-    opt = T.build_optimizer(model, cfg); sched = T.build_scheduler(opt, cfg); scaler = T.grad_scaler(device, dtype)
-    T._train_mode(model, cfg)
+    job, state = _job(kind, params, workers)
     timer = PhaseTimer()
-    timed_task = timer.wrap('forward', task)
+    state.task = timer.wrap('forward', state.task)
+    state.data = TimedStream(state.data, timer)
     rows = []
-    with mock.patch.object(T, '_micro_step', timer.wrap('forward+backward', T._micro_step)), \
-         mock.patch.object(T, '_optimizer_step', timer.wrap('optimizer', T._optimizer_step)), torch.enable_grad():
+    with mock.patch.object(T, '_micro_step', timer.wrap('forward+backward', T._micro_step)), torch.enable_grad():
         for i in range(steps + 1):
             timer.now = {}
-            t = time.perf_counter()
-            T._train_step(model, model, timed_task, TimedStream(stream, timer), device, dtype, opt, sched, scaler, cfg,
-                          T.DistInfo(), i, 0)
-            total = time.perf_counter() - t
+            t = time.perf_counter(); T.train_step(state); total = time.perf_counter() - t
             if i: rows.append(dict(timer.now, total=total))
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     med['backward'] = med.pop('forward+backward') - med['forward']
-    med['params'] = sum(p.numel() for p in model.parameters()) / 1e6
-    med['batch'] = cfg.batch_size
+    med['optimizer'] = med['total'] - med['data'] - med['forward'] - med['backward']
+    med['params'] = sum(p.numel() for p in job.model.parameters()) / 1e6
+    med['batch'] = job.cfg.batch_size
     return med
 
 
