@@ -27,8 +27,8 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'CHECKPOINT_FORMAT', 'RESUMABLE_KEYS', 'Tr
            'weights_metadata', 'read_weights', 'check_state_dict', 'RunDir', 'ScalarLog', 'read_scalars', 'DistInfo',
            'init_distributed', 'StepOutput', 'Task', 'to_device', 'sample_names', 'TrainState', 'Callback',
            'NonFiniteLoss', 'flush', 'ProgressBar', 'LogScalars', 'Validate', 'Figures', 'Checkpoints', 'provenance',
-           'write_checkpoint', 'train_step', 'FitResult', 'config_changes', 'check_resume', 'SetupError', 'fit',
-           'unwrap', 'model_configs', 'valid_loader']
+           'write_checkpoint', 'train_step', 'FitResult', 'config_changes', 'check_resume', 'reschedule', 'SetupError',
+           'fit', 'unwrap', 'model_configs', 'valid_loader']
 
 # %% ../nbs/04a_train.ipynb #283b5580
 @dataclass
@@ -755,8 +755,8 @@ def config_changes(old:dict, new:dict)->list[str]:
     return [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in sorted(set(old) | set(new))
             if old.get(k, '<unset>') != new.get(k, '<unset>')]
 
-def check_resume(stored:dict, cfg:TrainConfig, configs:tuple, source:str):
-    "Refuse to resume a checkpoint whose configuration differs from this run's where that would mix two runs."
+def check_resume(stored:dict, cfg:TrainConfig, configs:tuple, source:str)->list[str]:
+    "Refuse to resume a checkpoint whose configuration differs from this run's where that would mix two runs; return the recipe keys that changed."
     new = config_dict(cfg, *configs)
     model_keys = set(config_dict(*configs)) if configs else set()
     changed = {k for k in set(stored) | set(new) if stored.get(k, '<unset>') != new.get(k, '<unset>')}
@@ -768,6 +768,19 @@ def check_resume(stored:dict, cfg:TrainConfig, configs:tuple, source:str):
         raise ValueError(f"{source} belongs to a run with another recipe or data: "
                          f"{'; '.join(config_changes({k: stored.get(k) for k in recipe}, {k: new.get(k) for k in recipe}))}; "
                          "give the run another name, or resume='never' to start it again, or resume=<that checkpoint> to continue it with the new values")
+    return recipe
+
+def reschedule(state:TrainState):
+    "After an explicit resume with a changed recipe: the schedule of the new recipe, at the step the run has reached."
+    peak = peak_lr(state.cfg, state.dist.world)
+    for g in state.optimizer.param_groups:
+        for k in ('initial_lr', 'max_lr', 'min_lr'): g.pop(k, None)
+        g['lr'], g['weight_decay'] = peak * g.get('lr_scale', 1.0), (g['weight_decay'] and state.cfg.weight_decay)
+        g['betas'] = tuple(state.cfg.betas)
+    state.scheduler = build_scheduler(state.optimizer, state.cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')                 # "scheduler.step() before optimizer.step()": replaying, not training
+        for _ in range(state.step): state.scheduler.step()
 
 def _find_resume(cfg:TrainConfig, run:RunDir|None)->Path|None:
     if cfg.resume in ('auto', '', None): return run.latest() if run is not None else None
@@ -794,7 +807,7 @@ def _setup(model, task, train_data, cfg, configs, collate_fn):
         if ckpt.get('kind', task.kind) != task.kind:
             raise ValueError(f"checkpoint {str(ckpt_path)!r} is from a {ckpt.get('kind')!r} run, this is {task.kind!r}")
         check_state_dict(model, ckpt['model'], f"checkpoint {str(ckpt_path)!r}")
-        check_resume(ckpt.get('config', {}), cfg, configs, f"checkpoint {str(ckpt_path)!r}")
+        changed = check_resume(ckpt.get('config', {}), cfg, configs, f"checkpoint {str(ckpt_path)!r}")
     data = BatchStream(train_data, cfg.batch_size, cfg.seed, info.rank, info.world, cfg.num_workers, collate_fn,
                        pin_memory=device.type == 'cuda')
     model.to(device); _train_mode(model, cfg)
@@ -807,6 +820,9 @@ def _setup(model, task, train_data, cfg, configs, collate_fn):
         save_config(run.config, cfg, *configs)
     if ckpt is not None:
         state.load_state_dict(ckpt); state.checkpoint = Path(ckpt_path)
+        if changed:
+            reschedule(state)
+            if info.main: print(f"resuming {ckpt_path} with a changed recipe: {', '.join(changed)}", flush=True)
     state.net = model if info.world == 1 else nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == 'cuda' else None, find_unused_parameters=cfg.find_unused_parameters)
     return state, ckpt_path

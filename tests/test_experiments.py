@@ -126,3 +126,18 @@ def test_every_tiny_config_through_the_cli(tmp_path):
         extra = [f'left={sample / "im0.png"}', f'right={sample / "im1.png"}', f'calib={sample / "calib.txt"}'] if name.startswith('predict') else []
         r = cli(name.split('_')[0], CONFIGS / f'{name}.yaml', *extra, cwd=tmp_path)
         assert r.returncode == 0, (name, r.stderr[-3000:])
+
+
+def test_resuming_never_mixes_two_configurations(tmp_path):
+    "A finished run called again: a changed recipe is refused unless the checkpoint is named, a changed architecture always."
+    base = [CONFIGS / 'finetune_sceneflow_scratch_tiny.yaml', 'steps=2', 'valid_data=[]', 'checkpoint_every=2']
+    r = cli('finetune', *base, cwd=tmp_path); assert r.returncode == 0, r.stderr[-2000:]
+    ckpt = tmp_path / 'runs' / 'finetune' / 'sceneflow-scratch-tiny' / 'checkpoints' / 'step_0000002.pt'
+    r = cli('finetune', *base, 'lr=0.002', 'seed=3', cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr[-2000:]
+    assert 'another recipe or data: lr: 0.0002 -> 0.002; seed: 0 -> 3' in r.stderr, r.stderr
+    r = cli('finetune', *base, 'hidden_dims=[16,16,16]', f'resume={ckpt}', cwd=tmp_path)
+    assert r.returncode == 2 and 'another architecture' in r.stderr and 'hidden_dims' in r.stderr, r.stderr[-2000:]
+    r = cli('finetune', *base, 'lr=0.002', f'resume={ckpt}', 'steps=3', cwd=tmp_path)   # named explicitly: continued
+    assert r.returncode == 0 and 'resuming' in r.stdout, r.stderr[-2000:]
+    assert (ckpt.parent / 'step_0000003.pt').exists()
