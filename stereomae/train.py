@@ -806,8 +806,8 @@ def _setup(model, task, train_data, cfg, configs, collate_fn):
         ckpt = load_checkpoint(ckpt_path)
         if ckpt.get('kind', task.kind) != task.kind:
             raise ValueError(f"checkpoint {str(ckpt_path)!r} is from a {ckpt.get('kind')!r} run, this is {task.kind!r}")
+        changed = check_resume(ckpt.get('config', {}), cfg, configs, f"checkpoint {str(ckpt_path)!r}")  # names keys first
         check_state_dict(model, ckpt['model'], f"checkpoint {str(ckpt_path)!r}")
-        changed = check_resume(ckpt.get('config', {}), cfg, configs, f"checkpoint {str(ckpt_path)!r}")
     data = BatchStream(train_data, cfg.batch_size, cfg.seed, info.rank, info.world, cfg.num_workers, collate_fn,
                        pin_memory=device.type == 'cuda')
     model.to(device); _train_mode(model, cfg)
