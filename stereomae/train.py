@@ -63,6 +63,7 @@ class TrainConfig:
     figure_every:int = 0         # steps between figures (0 = only at the end)
     resume:str = 'auto'          # 'auto': continue the run from its last checkpoint if any | 'never' | a checkpoint path
     progress:bool = True         # text progress bar on stderr (readable in JupyterLab, logs and papermill output)
+    flush_denormal:bool = True   # CPU: treat denormal floats as zero while training (they made CPU steps up to 1.7x slower)
     find_unused_parameters:bool = False # DDP: needed only for models that skip parameters in some steps
 
     def __post_init__(self):
@@ -746,7 +747,7 @@ class FitResult:
     skipped:int = 0              # steps skipped for a non-finite loss (over resumes)
     resumed_from:Path|None = None
 
-RESUMABLE_KEYS = {'resume', 'progress', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'valid_every', 'figure_every',
+RESUMABLE_KEYS = {'resume', 'progress', 'flush_denormal', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'valid_every', 'figure_every',
                   'num_workers', 'device', 'runs_dir', 'valid_data', 'valid_samples', 'valid_crop', 'valid_iters',
                   'find_unused_parameters', 'nonfinite', 'max_skipped'}  # may change when a run resumes: not its trajectory
 
@@ -851,12 +852,14 @@ def fit(model:nn.Module,          # the model (unwrapped); moved to the device h
     cbs.sort(key=lambda c: c.order)
     end = min(cfg.steps, until) if until is not None else cfg.steps
     for c in cbs: c.before_fit(state)
+    flush = cfg.flush_denormal and state.device.type == 'cpu' and torch.set_flush_denormal(True)
     try:
         with torch.enable_grad():                      # autograd on, even where the caller switched it off globally
             while state.step < end and not state.stop:
                 train_step(state)
                 for c in cbs: c.after_step(state)
     finally:
+        if flush: torch.set_flush_denormal(False)      # torch's default again
         for c in cbs:
             with contextlib.suppress(Exception) if sys.exc_info()[0] else contextlib.nullcontext(): c.after_fit(state)
     return FitResult(state.run.path if state.run else None, state.step, state.history, state.valid, state.checkpoint,
