@@ -18,6 +18,7 @@ from . import data
 from .data import collate_stereo
 from .augment import StereoAugmentor, mim_transforms, CenterCrop, Resize
 from .synthetic import SyntheticStereo
+from .vit import patch_grid
 from .mae import PRESETS, MaeConfig, StereoMAE, build_mae, PretrainTask
 from .disparity import DisparityConfig, DisparityModel, build_disparity, DisparityTask
 from .train import (PretrainConfig, FinetuneConfig, TrainConfig, FitResult, fit, valid_loader, read_weights,
@@ -27,8 +28,8 @@ from .train import (PretrainConfig, FinetuneConfig, TrainConfig, FitResult, fit,
 __all__ = ['SPARSE_DATASETS', 'INITS', 'JOBS', 'dataset_factories', 'parse_dataset_spec', 'build_dataset', 'build_data',
            'run_config', 'inherit', 'disparity_config', 'with_shared_aliases', 'load_state', 'build_disparity_model',
            'load_model', 'TrainingJob', 'pretrain_setup', 'finetune_setup', 'EvaluateConfig', 'PredictConfig',
-           'evaluate_setup', 'predict_setup', 'job', 'ConfigError', 'config_errors', 'pretrain_job', 'finetune_job',
-           'evaluate_job', 'predict_job']
+           'disparity_model', 'evaluate_setup', 'predict_setup', 'job', 'ConfigError', 'config_errors', 'pretrain_job',
+           'finetune_job', 'evaluate_job', 'predict_job']
 
 # %% ../nbs/10a_builders.ipynb #083ee68b
 def dataset_factories()->dict[str, Callable]:
@@ -200,6 +201,7 @@ def pretrain_setup(params:dict)->TrainingJob:
     "Stage 1 from flat parameters: `PretrainConfig` and the preset's `MaeConfig`; every parameter problem raises here."
     cfg, mae_cfg = build_configs(params, PretrainConfig, _mae_config(params))
     crop = tuple(cfg.crop or mae_cfg.img_size)
+    patch_grid(crop, mae_cfg.patch_size, 'crop')   # a crop the patches do not tile fails here, not in the first step
     train = build_data(cfg.train_data, mim_transforms(crop), pairs_only=True)
     if train is None: raise ValueError("train_data is empty: name at least one dataset")
     valid = build_data(cfg.valid_data, Resize(crop), pairs_only=True)
@@ -260,6 +262,13 @@ def _device(name:str)->torch.device:
 def _run_of(path)->Path:
     p = Path(path); return p.parent if p.is_file() else p
 
+def disparity_model(path:str, device:torch.device)->DisparityModel:
+    "`load_model` for the jobs that need disparity: a stage-1 run is named as such."
+    model = load_model(path, device)
+    if not isinstance(model, DisparityModel):
+        raise ValueError(f"model {path!r} is a pre-training (stage 1) run: evaluate and predict need a stage-2 (disparity) run")
+    return model
+
 def evaluate_setup(params:dict)->dict:
     "Config, model and dataset of an evaluation job; every parameter problem raises here."
     from stereomae.metrics import PROTOCOLS
@@ -269,7 +278,7 @@ def evaluate_setup(params:dict)->dict:
     ds = build_data(cfg.data)
     if ds is None: raise ValueError("data is empty: name at least one dataset with ground truth")
     if cfg.limit is not None: ds = torch.utils.data.Subset(ds, range(min(cfg.limit, len(ds))))
-    model = load_model(cfg.model, _device(cfg.device))
+    model = disparity_model(cfg.model, _device(cfg.device))
     return dict(cfg=cfg, model=model, data=ds,
                 out_dir=Path(cfg.out_dir) if cfg.out_dir else _run_of(cfg.model) / 'eval' / cfg.protocol)
 
@@ -282,7 +291,7 @@ def predict_setup(params:dict)->tuple[PredictConfig, nn.Module]:
     bad = set(cfg.formats) - set(SAVE_FORMATS)
     if bad: raise ValueError(f"formats has {sorted(bad)}: known formats are {SAVE_FORMATS}")
     if {'depth', 'ply'} & set(cfg.formats) and not cfg.calib: raise ValueError("formats asks for depth/ply: give calib (a calib.txt)")
-    return cfg, load_model(cfg.model, _device(cfg.device))
+    return cfg, disparity_model(cfg.model, _device(cfg.device))
 
 # %% ../nbs/10a_builders.ipynb #fa161395
 JOBS:dict[str, tuple[Callable, str]] = {}
@@ -326,9 +335,10 @@ def predict_job(params:dict)->dict:
     "Run a prediction job from flat parameters; returns the prediction and the paths written."
     from stereomae.infer import predict_disparity, save_prediction, as_image
     cfg, model = config_errors(predict_setup, params)
-    pred = predict_disparity(model, cfg.left, cfg.right, iters=cfg.valid_iters, tile=cfg.tile, lr_check=cfg.lr_check)
+    # the pair's own problems (sizes that differ, a calibration without a baseline) are the user's: one line too
+    pred = config_errors(predict_disparity, model, cfg.left, cfg.right, iters=cfg.valid_iters, tile=cfg.tile, lr_check=cfg.lr_check)
     stem = Path(cfg.out_dir) / Path(cfg.left).stem
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    files = save_prediction(stem, pred, as_image(cfg.left), cfg.calib or None, tuple(cfg.formats))
+    files = config_errors(save_prediction, stem, pred, as_image(cfg.left), cfg.calib or None, tuple(cfg.formats))
     print('\n'.join(f'{k}: {v}' for k, v in files.items()), flush=True)
     return dict(prediction=pred, files=files)

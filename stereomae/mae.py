@@ -60,6 +60,9 @@ class MaeConfig:
         if self.encoder_mode not in ('siamese', 'joint'): raise ValueError(f"encoder_mode is {self.encoder_mode!r}: expected 'siamese' or 'joint'")
         if self.decoder not in ('mae', 'cross'): raise ValueError(f"decoder is {self.decoder!r}: expected 'mae' or 'cross'")
         if self.loss_region not in LOSS_REGIONS: raise ValueError(f"loss_region is {self.loss_region!r}: expected one of {LOSS_REGIONS}")
+        if self.mask_ratio == 0 and self.loss_region == 'masked':
+            raise ValueError("mask_ratio is 0 with loss_region='masked': no patch is hidden, so the loss scores nothing and nothing "
+                             "is learned; hide some patches or score loss_region='all'")
         for name, D, h in (('embed_dim', self.embed_dim, self.num_heads), ('decoder_dim', self.decoder_dim, self.decoder_heads)):
             if D % h or D % 4: raise ValueError(f"{name} is {D}: must be a multiple of 4 and of its {h} heads")
 
@@ -194,11 +197,17 @@ class StereoMAE(nn.Module):
     def forward(self, left:Tensor, right:Tensor,        # (B, 3, H, W) in [0, 1], H and W multiples of the patch
                 mask:Tensor|None=None,                  # (B, 2, N) bool, True = hidden; None: drawn here
                 generator:torch.Generator|None=None,    # for the drawn mask
+                check_mask:bool=True,                   # refuse a given mask that hides a whole view (reads it: a sync on a GPU)
                )->MaeOutput:
         check_pair(left, right)
         h, w = patch_grid(left.shape[-2:], self.patch_size, 'left')
         if mask is None: mask = make_mask(self.mask_mode, left.shape[0], h * w, self.mask_ratio, generator, device=left.device)
-        check_shape(mask, f'{left.shape[0]} 2 {h * w}', 'mask')
+        else:
+            check_shape(mask, f'{left.shape[0]} 2 {h * w}', 'mask')
+            if check_mask and bool(mask.bool().all(-1).any()):
+                b, v = map(int, mask.bool().all(-1).nonzero()[0])
+                raise ValueError(f"mask hides all {h * w} patches of the {('left', 'right')[v]} view of pair {b}: "
+                                 "leave at least one patch of each view visible (mask_ratio < 1)")
         return self.forward_unchecked(left, right, mask.bool())
     def forward_unchecked(self, left, right, mask)->MaeOutput:
         "`forward` without input checks (they read values; FLOP counting runs on the meta device)."
@@ -313,7 +322,7 @@ class PretrainTask(Task):
     "Stage 1: the MAE's own reconstruction loss on per-sample masks; reconstruction figures."
     kind = 'pretrain'
     def __call__(self, model, batch, train=True):
-        out = model(batch['left'], batch['right'], mask=sample_masks(model, batch))
+        out = model(batch['left'], batch['right'], mask=sample_masks(model, batch), check_mask=False)  # valid by construction
         return StepOutput(out.loss, {f'loss_{k}': v.detach() for k, v in getattr(out, 'terms', {}).items()})
 
     @torch.no_grad()

@@ -311,7 +311,9 @@ def load_checkpoint(path:str|Path, map_location='cpu')->dict:
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try: state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise ValueError(f"checkpoint {str(path)!r} cannot be read safely ({type(e).__name__}: {e})") from None
+    except Exception as e:
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read safely ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                         "it may be truncated, or hold pickled objects that weights-only loading refuses") from None
     if not isinstance(state, dict) or state.get('format') != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not a stereomae training checkpoint (no format {CHECKPOINT_FORMAT!r}); "
                          "weights alone load with `read_weights`")

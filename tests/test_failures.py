@@ -1,4 +1,4 @@
-"""The kit's battery of bad inputs: 54 cases, each one call that must fail with a one-line message naming what is at fault.
+"""The kit's battery of bad inputs: 86 cases, each one call that must fail with a one-line message naming what is at fault.
 
 Each row of `CASES` is a `Case`: an id (`module-what`), a call that takes a scratch folder `tmp` (a `pathlib.Path` in
 which the row writes its bad files), the exception class expected (or a warning class, for the documented cases that
@@ -91,6 +91,78 @@ IMG = lambda *shape: torch.full(shape, 0.5)
 GEN = lambda: torch.Generator().manual_seed(0)
 
 
+# ---------------------------------------------------------------------------------------------------- training runs
+
+from dataclasses import dataclass as _dc, replace as _replace
+from stereomae import train, builders, config as cfgmod, mae as maemod
+from stereomae.train import StepOutput, Task
+from stereomae.data import split_key
+
+
+class Pairs(torch.utils.data.Dataset):
+    "Tiny labelled pairs; sample 5 carries a NaN ground truth when `poison`."
+    seedable = True
+    def __init__(self, n=8, poison=False): self.n, self.poison = n, poison
+    def __len__(self): return self.n
+    def __getitem__(self, key):
+        i, _ = split_key(key)
+        left = torch.rand(3, 8, 12, generator=torch.Generator().manual_seed(i))
+        disp = torch.full((1, 8, 12), float('nan')) if self.poison and i == 5 else left.mean(0, keepdim=True)
+        return dict(left=left, right=left.roll(1, -1), disp=disp, name=f'pair{i}')
+
+
+class Net(torch.nn.Module):
+    def __init__(self, width=4, cfg=None):
+        super().__init__(); self.cfg = cfg
+        torch.manual_seed(0); self.conv = torch.nn.Conv2d(6, width, 3, padding=1); self.out = torch.nn.Conv2d(width, 1, 1)
+    def forward(self, left, right): return self.out(self.conv(torch.cat([left, right], 1)))
+
+
+class L1(Task):
+    kind = 'toy'
+    def __call__(self, model, batch, train=True): return StepOutput((model(batch['left'], batch['right']) - batch['disp']).abs().mean())
+
+
+@_dc
+class Arch:
+    width: int = 4   # the toy model's channels
+
+
+def recipe(tmp, **kw):
+    return train.FinetuneConfig(**{**dict(runs_dir=str(tmp), name='toy', steps=2, batch_size=2, lr=1e-2, num_workers=0, progress=False,
+                                          log_every=1, checkpoint_every=2, device='cpu', precision='fp32'), **kw})
+
+
+def finished(tmp, **kw):
+    "A finished two-step run in `tmp`; returns its checkpoint."
+    return train.fit(Net(), L1(), Pairs(), recipe(tmp), configs=(Arch(),)).checkpoint
+
+
+def tiny_mae(): return maemod.build_mae('tiny')
+
+
+def stage1_run(tmp):
+    "A finished one-step stage-1 run; returns its weights file."
+    res = builders.pretrain_job(dict(runs_dir=str(tmp), name='mim', steps=1, batch_size=2, num_workers=0, progress=False,
+                                     train_data=[dict(dataset='synthetic', n=2, size=[64, 128])]))
+    return res.run_dir / 'weights.safetensors'
+
+
+def broken_yaml(tmp):
+    (tmp / 'bad.yaml').write_text('steps: [3\n'); return tmp / 'bad.yaml'
+
+
+def cut_safetensors(tmp):
+    p = tmp / 'w.safetensors'; train.save_weights(p, Net()); p.write_bytes(p.read_bytes()[:60]); return p
+
+
+def pickled(tmp):
+    class Evil:
+        def __reduce__(self): return (print, ('pickled code ran',))
+    p = tmp / 'w.pth'; torch.save({'model': {'w': torch.zeros(1)}, 'x': Evil()}, p); return p
+
+
+
 # ---------------------------------------------------------------------------------------------------- the table
 
 CASES = [
@@ -159,6 +231,46 @@ CASES = [
     Case('infer-predict-0-width', lambda t: infer.predict_disparity(ConstantModel(), np.zeros((4, 0, 3), np.uint8), np.zeros((4, 0, 3), np.uint8)), ValueError, 'left is (1, 3, 4, 0)'),
     Case('infer-predict-iters-0', lambda t: infer.predict_disparity(ConstantModel(), IMG(1, 3, 4, 4), IMG(1, 3, 4, 4), iters=0), ValueError, 'iters is 0'),
     Case('infer-predict-tile-0', lambda t: infer.predict_disparity(ConstantModel(), IMG(1, 3, 4, 4), IMG(1, 3, 4, 4), tile=(0, 64)), ValueError, 'tile is (0, 64)'),
+
+    # training: the recipe is checked before anything is written
+    Case('train-config-lr-nan', lambda t: train.FinetuneConfig(lr=float('nan')), ValueError, 'lr=nan: must be a finite number'),
+    Case('train-config-steps-0', lambda t: train.FinetuneConfig(steps=0), ValueError, 'steps=0: must be a positive integer'),
+    Case('train-config-schedule', lambda t: train.FinetuneConfig(schedule='step'), ValueError, "schedule='step': expected one of"),
+    Case('train-config-train-iters-0', lambda t: train.FinetuneConfig(train_iters=0), ValueError, 'train_iters=0'),
+    Case('train-config-precision', lambda t: train.PretrainConfig(precision='half'), ValueError, "precision='half'"),
+    Case('train-batch-larger-than-data', lambda t: train.fit(Net(), L1(), Pairs(3), recipe(t, batch_size=4)), train.SetupError, 'fewer than one global batch'),
+    Case('train-resume-other-kind', lambda t: train.fit(Net(), type('P', (L1,), {'kind': 'pretrain'})(), Pairs(), recipe(t, name='x', resume=str(finished(t)))), train.SetupError, "is from a 'toy' run, this is 'pretrain'"),
+    Case('train-resume-changed-lr', lambda t: (finished(t), train.fit(Net(), L1(), Pairs(), recipe(t, lr=0.5), configs=(Arch(),)))[1], train.SetupError, 'another recipe or data: lr: 0.01 -> 0.5'),
+    Case('train-resume-changed-architecture', lambda t: train.fit(Net(8), L1(), Pairs(), recipe(t, resume=str(finished(t))), configs=(Arch(8),)), train.SetupError, 'another architecture: width: 4 -> 8'),
+    Case('train-resume-missing-checkpoint', lambda t: train.fit(Net(), L1(), Pairs(), recipe(t, resume=str(t / 'no.pt'))), train.SetupError, "no.pt' does not exist"),
+    Case('train-nonfinite-stop', lambda t: train.fit(Net(), L1(), Pairs(poison=True), recipe(t, steps=8)), train.NonFiniteLoss, "'pair5'"),
+    Case('train-nonfinite-skip-too-many', lambda t: train.fit(Net(), L1(), Pairs(poison=True), recipe(t, steps=8, nonfinite='skip', max_skipped=0.0)), train.NonFiniteLoss, 'more than max_skipped=0'),
+    Case('train-runs-dir-read-only', lambda t: train.fit(Net(), L1(), Pairs(), recipe(t, runs_dir='/sys/no-runs-here')), OSError, "cannot create the run directory '/sys/no-runs-here/finetune/toy'"),
+
+    # checkpoints and weights: never executed, always named
+    Case('checkpoint-foreign-file', lambda t: (torch.save({'model': {}}, t / 'c.pt'), train.load_checkpoint(t / 'c.pt')), ValueError, 'is not a stereomae training checkpoint'),
+    Case('checkpoint-pickled-code', lambda t: train.load_checkpoint(pickled(t)), ValueError, "w.pth' cannot be read safely"),
+    Case('weights-truncated-safetensors', lambda t: train.read_weights(cut_safetensors(t)), ValueError, "w.safetensors' cannot be read safely"),
+    Case('weights-pickled-code', lambda t: train.read_weights(pickled(t)), ValueError, "w.pth' cannot be read safely"),
+    Case('weights-missing', lambda t: train.read_weights(t / 'none.safetensors'), FileNotFoundError, "none.safetensors' does not exist"),
+    Case('weights-metadata-truncated', lambda t: train.weights_metadata(cut_safetensors(t)), ValueError, 'is not a readable safetensors file'),
+
+    # config files and jobs: one line before anything is built
+    Case('config-yaml-syntax', lambda t: cfgmod.load_params(broken_yaml(t)), ValueError, "bad.yaml' is not valid YAML"),
+    Case('config-override-not-key-value', lambda t: cfgmod.parse_overrides(['lr']), ValueError, "override 'lr' is not key=value"),
+    Case('builders-unknown-key', lambda t: builders.finetune_job(dict(lrr=1)), builders.ConfigError, "unknown config key: 'lrr' (did you mean 'lr'"),
+    Case('builders-unknown-dataset', lambda t: builders.build_dataset('imagenet'), KeyError, "dataset 'imagenet' unknown"),
+    Case('builders-missing-root', lambda t: builders.build_dataset('sceneflow:/no/such/root'), FileNotFoundError, "root '/no/such/root' does not exist"),
+    Case('builders-crop-not-multiple-of-patch', lambda t: builders.pretrain_job(dict(runs_dir=str(t), crop=[60, 128])), builders.ConfigError, 'crop is 60x128 pixels: not divisible by the patch 8x16'),
+    Case('builders-init-needs-weights', lambda t: builders.finetune_job(dict(runs_dir=str(t), init='mim')), builders.ConfigError, 'init_from is empty'),
+    Case('builders-finetuned-from-stage-1', lambda t: builders.finetune_job(dict(runs_dir=str(t), init='finetuned', init_from=str(stage1_run(t)))), builders.ConfigError, "needs a stage-2 (disparity) run's weights"),
+    Case('builders-mim-with-cnn', lambda t: builders.finetune_job(dict(runs_dir=str(t), init='mim', init_from=str(t / 'x.safetensors'), backbone='cnn')), builders.ConfigError, "init='mim' loads ViT weights: it needs backbone='vit'"),
+    Case('builders-predict-with-stage-1', lambda t: builders.disparity_model(str(stage1_run(t)), 'cpu'), ValueError, 'is a pre-training (stage 1) run'),
+    Case('builders-not-a-run', lambda t: builders.load_model(t), FileNotFoundError, 'a run directory?'),
+
+    # the stage-1 model refuses what would learn nothing
+    Case('mae-config-ratio-0-masked-loss', lambda t: maemod.MaeConfig(mask_ratio=0.0), ValueError, "mask_ratio is 0 with loss_region='masked'"),
+    Case('mae-mask-hides-a-whole-view', lambda t: tiny_mae()(IMG(1, 3, 64, 128), IMG(1, 3, 64, 128), mask=torch.ones(1, 2, 64, dtype=torch.bool)), ValueError, 'mask hides all 64 patches of the left view of pair 0'),
 ]
 
 
