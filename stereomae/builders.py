@@ -27,8 +27,8 @@ from .train import (PretrainConfig, FinetuneConfig, TrainConfig, FitResult, fit,
 # %% auto #0
 __all__ = ['SPARSE_DATASETS', 'INITS', 'JOBS', 'dataset_factories', 'parse_dataset_spec', 'build_dataset', 'build_data',
            'run_config', 'inherit', 'disparity_config', 'with_shared_aliases', 'load_state', 'build_disparity_model',
-           'load_model', 'TrainingJob', 'pretrain_setup', 'finetune_setup', 'EvaluateConfig', 'PredictConfig',
-           'disparity_model', 'evaluate_setup', 'predict_setup', 'job', 'ConfigError', 'config_errors', 'pretrain_job',
+           'load_model', 'disparity_model', 'TrainingJob', 'pretrain_setup', 'finetune_setup', 'EvaluateConfig',
+           'PredictConfig', 'evaluate_setup', 'predict_setup', 'job', 'ConfigError', 'config_errors', 'pretrain_job',
            'finetune_job', 'evaluate_job', 'predict_job']
 
 # %% ../nbs/10a_builders.ipynb #083ee68b
@@ -176,6 +176,13 @@ def load_model(run:str|Path,             # a run directory, or its weights.safet
     else: raise ValueError(f"{str(weights)!r} was not written by a stereomae training run (metadata kind={kind!r})")
     return load_state(model, weights).to(device).eval()
 
+def disparity_model(path:str, device:torch.device)->DisparityModel:
+    "`load_model` for the jobs that need disparity: a stage-1 run is named as such."
+    model = load_model(path, device)
+    if not isinstance(model, DisparityModel):
+        raise ValueError(f"model {path!r} is a pre-training (stage 1) run: evaluate and predict need a stage-2 (disparity) run")
+    return model
+
 # %% ../nbs/10a_builders.ipynb #1eb1073a
 @dataclass
 class TrainingJob:
@@ -261,13 +268,6 @@ def _device(name:str)->torch.device:
 
 def _run_of(path)->Path:
     p = Path(path); return p.parent if p.is_file() else p
-
-def disparity_model(path:str, device:torch.device)->DisparityModel:
-    "`load_model` for the jobs that need disparity: a stage-1 run is named as such."
-    model = load_model(path, device)
-    if not isinstance(model, DisparityModel):
-        raise ValueError(f"model {path!r} is a pre-training (stage 1) run: evaluate and predict need a stage-2 (disparity) run")
-    return model
 
 def evaluate_setup(params:dict)->dict:
     "Config, model and dataset of an evaluation job; every parameter problem raises here."
