@@ -1,4 +1,4 @@
-"""The kit's battery of bad inputs: 86 cases, each one call that must fail with a one-line message naming what is at fault.
+"""The kit's battery of bad inputs: 98 cases, each one call that must fail with a one-line message naming what is at fault.
 
 Each row of `CASES` is a `Case`: an id (`module-what`), a call that takes a scratch folder `tmp` (a `pathlib.Path` in
 which the row writes its bad files), the exception class expected (or a warning class, for the documented cases that
@@ -94,7 +94,7 @@ GEN = lambda: torch.Generator().manual_seed(0)
 # ---------------------------------------------------------------------------------------------------- training runs
 
 from dataclasses import dataclass as _dc, replace as _replace
-from stereomae import train, builders, config as cfgmod, mae as maemod
+from stereomae import train, builders, config as cfgmod, mae as maemod, data, disparity
 from stereomae.train import StepOutput, Task
 from stereomae.data import split_key
 
@@ -231,6 +231,22 @@ CASES = [
     Case('infer-predict-0-width', lambda t: infer.predict_disparity(ConstantModel(), np.zeros((4, 0, 3), np.uint8), np.zeros((4, 0, 3), np.uint8)), ValueError, 'left is (1, 3, 4, 0)'),
     Case('infer-predict-iters-0', lambda t: infer.predict_disparity(ConstantModel(), IMG(1, 3, 4, 4), IMG(1, 3, 4, 4), iters=0), ValueError, 'iters is 0'),
     Case('infer-predict-tile-0', lambda t: infer.predict_disparity(ConstantModel(), IMG(1, 3, 4, 4), IMG(1, 3, 4, 4), tile=(0, 64)), ValueError, 'tile is (0, 64)'),
+
+    # data: datasets and sample keys say what they looked for
+    Case('data-mix-empty', lambda t: data.Mix([]), ValueError, 'Mix: every part must be a non-empty dataset'),
+    Case('data-repeat-fraction', lambda t: data.Repeat([1], 0.5), ValueError, 'k must be a positive integer, got 0.5'),
+    Case('data-sample-key', lambda t: data.split_key((1, 2, 3)), TypeError, 'sample key (1, 2, 3): expected an index or (index, seed)'),
+    Case('data-folder-missing-root', lambda t: data.StereoFolder(t / 'nothing', 'l/*.png', 'r/*.png'), FileNotFoundError, "nothing' does not exist or is not a folder"),
+    Case('data-sampler-empty', lambda t: data.ResumableSampler(0), ValueError, 'the dataset is empty'),
+    Case('data-collate-sizes', lambda t: data.collate_stereo([dict(left=IMG(3, 4, 6), right=IMG(3, 4, 6), paths={}, name='a'), dict(left=IMG(3, 5, 5), right=IMG(3, 5, 5), paths={}, name='b')]), ValueError, 'samples have sizes [(4, 6), (5, 5)]'),
+
+    # models: the stage-2 configuration and inputs
+    Case('disparity-backbone', lambda t: disparity.DisparityConfig(backbone='resnet'), ValueError, "backbone='resnet': expected one of ('vit', 'cnn')"),
+    Case('disparity-corr-levels-0', lambda t: disparity.DisparityConfig(corr_levels=0), ValueError, 'corr_levels=0: expected an integer >= 1'),
+    Case('disparity-gru-levels-4', lambda t: disparity.DisparityConfig(n_gru_layers=4), ValueError, 'n_gru_layers=4: expected one of (1, 2, 3)'),
+    Case('disparity-hidden-dims', lambda t: disparity.DisparityConfig(hidden_dims=(1, 2)), ValueError, 'hidden_dims=(1, 2): one width per GRU level'),
+    Case('disparity-cuda-sampler', lambda t: disparity.DisparityConfig(corr_implementation='cuda'), ValueError, "corr_implementation='cuda': 'reg' or 'alt'"),
+    Case('disparity-pair-sizes', lambda t: disparity.DisparityModel(hidden_dims=(16,), feature_dim=16, n_gru_layers=1)(IMG(1, 3, 32, 64), IMG(1, 3, 32, 48), iters=1), ValueError, 'left is (1, 3, 32, 64), right is (1, 3, 32, 48): sizes must match'),
 
     # training: the recipe is checked before anything is written
     Case('train-config-lr-nan', lambda t: train.FinetuneConfig(lr=float('nan')), ValueError, 'lr=nan: must be a finite number'),
