@@ -25,11 +25,12 @@ from .train import (PretrainConfig, FinetuneConfig, TrainConfig, FitResult, fit,
                              check_state_dict, weights_metadata)
 
 # %% auto #0
-__all__ = ['SPARSE_DATASETS', 'INITS', 'JOBS', 'dataset_factories', 'parse_dataset_spec', 'build_dataset', 'build_data',
-           'run_config', 'inherit', 'disparity_config', 'with_shared_aliases', 'load_state', 'build_disparity_model',
-           'load_model', 'disparity_model', 'TrainingJob', 'pretrain_setup', 'finetune_setup', 'EvaluateConfig',
-           'PredictConfig', 'evaluate_setup', 'predict_setup', 'job', 'ConfigError', 'config_errors', 'pretrain_job',
-           'finetune_job', 'evaluate_job', 'predict_job']
+__all__ = ['SPARSE_DATASETS', 'INITS', 'MODEL_SOURCES', 'RAFT_STEREO_CHECKPOINTS', 'RUN_OPTIONS', 'JOBS', 'dataset_factories',
+           'parse_dataset_spec', 'build_dataset', 'build_data', 'run_config', 'inherit', 'disparity_config',
+           'with_shared_aliases', 'load_state', 'build_disparity_model', 'ModelSource', 'raft_stereo_fields',
+           'resolve_model', 'load_model', 'disparity_model', 'TrainingJob', 'pretrain_setup', 'finetune_setup',
+           'EvaluateConfig', 'PredictConfig', 'evaluate_setup', 'dataset_pairs', 'predict_setup', 'job', 'ConfigError',
+           'config_errors', 'pretrain_job', 'finetune_job', 'evaluate_job', 'PairsFailed', 'predict_job']
 
 # %% ../nbs/10a_builders.ipynb #083ee68b
 def dataset_factories()->dict[str, Callable]:
@@ -164,24 +165,169 @@ def build_disparity_model(cfg:FinetuneConfig, model_cfg:DisparityConfig, seed:in
     return model
 
 # %% ../nbs/10a_builders.ipynb #f29e6cc5
-def load_model(run:str|Path,             # a run directory, or its weights.safetensors
-               device:str|torch.device='cpu')->nn.Module:
-    "A trained `StereoMAE` or `DisparityModel` (in eval mode) from a run directory."
-    run = Path(run); weights = run if run.is_file() else run / 'weights.safetensors'
-    if not weights.is_file():
-        raise FileNotFoundError(f"{str(weights)!r} does not exist: is {str(weights.parent)!r} a run directory?")
-    kind, params = run_config(weights)
-    if kind == 'disparity': model = build_disparity(inherit(DisparityConfig, params, {}, str(weights)))
-    elif kind == 'pretrain': model = build_mae(inherit(MaeConfig, params, {}, str(weights)))
-    else: raise ValueError(f"{str(weights)!r} was not written by a stereomae training run (metadata kind={kind!r})")
-    return load_state(model, weights).to(device).eval()
+MODEL_SOURCES = "a kit run directory (or its weights.safetensors), a RAFT-Stereo checkpoint (raftstereo-*.pth) or 'sgbm'"
 
-def disparity_model(path:str, device:torch.device)->DisparityModel:
-    "`load_model` for the jobs that need disparity: a stage-1 run is named as such."
-    model = load_model(path, device)
-    if not isinstance(model, DisparityModel):
-        raise ValueError(f"model {path!r} is a pre-training (stage 1) run: evaluate and predict need a stage-2 (disparity) run")
-    return model
+RAFT_STEREO_CHECKPOINTS = {   # princeton-vl/RAFT-Stereo's published files: what they were trained on, what their README runs them with
+    'raftstereo-sceneflow.pth': dict(trained='SceneFlow (FlyingThings3D, Monkaa, Driving): 200k steps, batch 8', options={}, iters=32,
+                                     readme='evaluate_stereo.py --dataset things'),
+    'raftstereo-middlebury.pth': dict(trained='the SceneFlow model fine-tuned on the Middlebury 2014 scenes', options={}, iters=32,
+                                      readme='--corr_implementation alt --mixed_precision (RAFT-Stereo recommends it for images in the wild)'),
+    'raftstereo-eth3d.pth': dict(trained='the SceneFlow model fine-tuned for the ETH3D two-view benchmark', options={}, iters=32,
+                                 readme='demo.py with the default options'),
+    'raftstereo-realtime.pth': dict(trained='the real-time variant (shared backbone, 1/8 resolution, two GRU levels)',
+                                    options=dict(slow_fast_gru=True), iters=7,
+                                    readme='--shared_backbone --n_downsample 3 --n_gru_layers 2 --slow_fast_gru --valid_iters 7 '
+                                           '--corr_implementation reg_cuda --mixed_precision'),
+    'iraftstereo_rvc.pth': dict(trained="iRaftStereo_RVC (Jiang et al. 2022): a mixed-dataset model, 2nd in the Robust Vision "
+                                        "Challenge 2022 stereo track", options=dict(context_norm='instance'), iters=32,
+                                readme='--context_norm instance'),
+}
+
+@dataclass
+class ModelSource:
+    "A model ready for `predict_disparity` and `evaluate`, and what it is."
+    model:nn.Module
+    kind:str                     # 'run' (a run of this kit), 'raft_stereo' (a RAFT-Stereo checkpoint) or 'sgbm'
+    path:str|None                # the file or folder it came from (None for 'sgbm')
+    description:str              # one line: what was loaded, with which options, and where each came from
+    iters:int|None = None        # the iterations it is meant to run with (None: it does not iterate)
+
+def _read_pth(path:Path)->dict:
+    "The state dict of a `.pth` file, loaded without running pickled code (`{'model': ...}` and `{'state_dict': ...}` unwrapped)."
+    try: sd = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f"model {str(path)!r} cannot be read safely ({type(e).__name__}: {str(e).splitlines()[0][:160]}): "
+                         "it may be truncated, or hold pickled objects that weights-only loading refuses") from None
+    for k in ('model', 'state_dict'):
+        if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise ValueError(f"model {str(path)!r} holds a {type(sd).__name__}, not a state dict of tensors: expected {MODEL_SOURCES}")
+    return sd
+
+def raft_stereo_fields(found:dict,           # `raft_stereo_options` of the weights
+                       options:dict,         # what the user gave
+                       published:dict|None,  # the file's entry of RAFT_STEREO_CHECKPOINTS (or None)
+                       where:str,            # how errors name the checkpoint
+                      )->tuple[dict, dict]:  # DisparityConfig fields, and where each came from
+    "Every RAFT-Stereo option of a checkpoint: given, else read from its shapes, else its README's, else RAFT-Stereo's default."
+    from stereomae.disparity import RAFT_STEREO_DEFAULTS
+    pub = (published or {}).get('options', {})
+    fields, src = {}, {}
+    def put(k, v, s): fields[k], src[k] = v, s
+    for k in ('hidden_dims', 'n_downsample', 'n_gru_layers', 'shared_backbone'): put(k, options.get(k, found[k]), 'given' if k in options else 'weights')
+    if 'context_norm' in options: put('context_norm', options['context_norm'], 'given')
+    elif found['context_norm'] in ('batch', 'group'): put('context_norm', found['context_norm'], 'weights')
+    elif 'context_norm' in pub: put('context_norm', pub['context_norm'], 'README')
+    else: raise ValueError(f"{where}: its context encoder has no norm parameters, so context_norm is 'instance' (as in iRaftStereo_RVC) "
+                           "or 'none', which the weights cannot tell apart: give it (model_options={context_norm: instance})")
+    C, L, R = found['corr_channels'], options.get('corr_levels'), options.get('corr_radius')
+    if L is None and R is None:
+        L, R = pub.get('corr_levels'), pub.get('corr_radius')
+        if L is None and C == 4 * 9: L, R = 4, 4      # every published checkpoint: 4 levels × 9 taps
+        if L is None:
+            raise ValueError(f"{where}: its motion encoder reads {C} correlation channels = corr_levels·(2·corr_radius+1), which "
+                             "the weights cannot split: give corr_levels or corr_radius (e.g. model_options={corr_levels: 4})")
+        s = 'README' if 'corr_levels' in pub else f'weights ({C} channels = 4 levels × 9 taps)'
+    else:
+        if L is None and C % (2 * R + 1) == 0: L = C // (2 * R + 1)
+        if R is None and L and C % L == 0 and (C // L) % 2: R = (C // L - 1) // 2
+        if L is None or R is None or L * (2 * R + 1) != C:
+            raise ValueError(f"{where}: corr_levels={L}, corr_radius={R} cannot give its {C} correlation channels (= corr_levels·(2·corr_radius+1))")
+        s = 'given'
+    put('corr_levels', L, s); put('corr_radius', R, s)
+    for k in ('slow_fast_gru', 'corr_implementation', 'mixed_precision'):
+        put(k, *((options[k], 'given') if k in options else (pub[k], 'README') if k in pub else (RAFT_STEREO_DEFAULTS[k], 'default')))
+    for k, v in options.items():
+        if k not in fields: put(k, v, 'given')
+    return fields, src
+
+def _describe_fields(fields:dict, src:dict)->str:
+    names = dict(weights='read from the weights', README="RAFT-Stereo's README for this file", default="RAFT-Stereo's defaults", given='given')
+    groups = {}
+    for k, v in fields.items(): groups.setdefault(src[k].split(' ')[0], []).append(f"{k}={v!r}")
+    extra = next((s[len('weights '):] for s in src.values() if s.startswith('weights (')), '')
+    return '; '.join(f"{', '.join(kv)} ({names[g]}{' ' + extra if g == 'weights' and extra else ''})" for g, kv in groups.items())
+
+# %% ../nbs/10a_builders.ipynb #e6efd181
+RUN_OPTIONS = ('corr_implementation', 'mixed_precision')   # how a trained run computes; its weights fix everything else
+
+def _run_source(weights:Path, device, options:dict)->ModelSource:
+    "A run of this kit from its weights file."
+    kind, params = run_config(weights)
+    bad = sorted(set(options) - set(RUN_OPTIONS))
+    if bad: raise ValueError(f"model_options {bad} cannot change the kit run {str(weights)!r} (its weights fix its architecture): "
+                             f"only {', '.join(RUN_OPTIONS)} may be given")
+    if kind == 'disparity': model = build_disparity(dataclasses.replace(inherit(DisparityConfig, params, {}, str(weights)), **options))
+    elif kind == 'pretrain':
+        if options: raise ValueError(f"model_options {sorted(options)} apply to disparity models; {str(weights)!r} is a stage-1 run")
+        model = build_mae(inherit(MaeConfig, params, {}, str(weights)))
+    else: raise ValueError(f"{str(weights)!r} was not written by a stereomae training run (metadata kind={kind!r})")
+    load_state(model, weights).to(device).eval()
+    meta, run = weights_metadata(weights), weights.parent
+    recipe = load_params(run / 'config.yaml') if (run / 'config.yaml').is_file() else {}
+    steps, iters = meta.get('step', recipe.get('steps')), recipe.get('valid_iters')
+    what = 'stage 1 (masked image modelling)' if kind == 'pretrain' else f"{model.cfg.backbone} backbone"
+    desc = (f"kit run {str(run)!r}: {type(model).__name__} ({what}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters), "
+            f"trained {steps} steps" + (f", validated with {iters} iterations" if iters else ''))
+    if kind == 'disparity' and isinstance(steps, int) and steps < 2000:
+        desc += "; a short run: expect a coarse, nearly flat map (the Models page shows what longer runs and RAFT-Stereo's checkpoints give)"
+    return ModelSource(model, 'run', str(run), desc, iters if kind == 'disparity' else None)
+
+def _raft_stereo_source(path:Path, device, options:dict)->ModelSource:
+    "A RAFT-Stereo checkpoint, its options inferred where the weights tell them."
+    from stereomae.disparity import raft_stereo_options
+    sd = _read_pth(path)
+    try: found = raft_stereo_options(sd)
+    except ValueError as e: raise ValueError(f"model {str(path)!r} is not a RAFT-Stereo checkpoint ({e}); expected {MODEL_SOURCES}") from None
+    published = RAFT_STEREO_CHECKPOINTS.get(path.name)
+    fields, src = raft_stereo_fields(found, options, published, f"RAFT-Stereo checkpoint {str(path)!r}")
+    model = DisparityModel.from_raft_stereo(sd, **fields).to(device).eval()
+    about = f" ({published['trained']})" if published else ''
+    return ModelSource(model, 'raft_stereo', str(path), f"RAFT-Stereo checkpoint {str(path)!r}{about}: {_describe_fields(fields, src)}",
+                       (published or {}).get('iters', 32))
+
+def _sgbm_source(options:dict)->ModelSource:
+    "OpenCV's SGBM with `options` as its parameters."
+    from stereomae.infer import SGBM
+    known = [k for k in inspect.signature(SGBM).parameters]
+    bad = sorted(set(options) - set(known))
+    if bad: raise ValueError(f"model_options {bad} are not SGBM's; it takes {', '.join(known)}")
+    m = SGBM(**options)                                  # ImportError naming the `cv` extra when OpenCV is missing
+    p = {k: getattr(m, k, options.get(k, inspect.signature(SGBM).parameters[k].default)) for k in known}
+    return ModelSource(m, 'sgbm', None, f"SGBM (OpenCV {m._cv2.__version__} semi-global matching, CPU): "
+                       + ', '.join(f'{k}={v!r}' for k, v in p.items()) + "; P1 = 8·3·block_size², P2 = 32·3·block_size²")
+
+def resolve_model(source:str|Path,           # a run directory or its weights.safetensors, a RAFT-Stereo .pth, or 'sgbm'
+                  device:str|torch.device='cpu',
+                  **options)->ModelSource:   # model_options: SGBM's parameters, RAFT-Stereo options, or a run's RUN_OPTIONS
+    "The model a string names, with one line saying what it is; anything else is an error naming what was looked for."
+    s = str(source).strip()
+    if not s: raise ValueError(f"model is empty: give {MODEL_SOURCES}")
+    if s.lower() == 'sgbm': return _sgbm_source(options)
+    p = Path(s).expanduser()
+    if p.is_dir():
+        if not (p / 'weights.safetensors').is_file():
+            raise FileNotFoundError(f"model {s!r} is a folder without weights.safetensors: is it a run directory? (expected {MODEL_SOURCES})")
+        return _run_source(p / 'weights.safetensors', device, options)
+    if p.is_file():
+        if p.suffix == '.safetensors': return _run_source(p, device, options)
+        if p.suffix in ('.pth', '.pt', '.ckpt', '.tar'): return _raft_stereo_source(p, device, options)
+        raise ValueError(f"model {s!r} is a {p.suffix or 'suffix-less'} file: expected {MODEL_SOURCES}")
+    raise FileNotFoundError(f"model {s!r} is none of the model sources: no such file or folder, and not 'sgbm' (expected {MODEL_SOURCES})")
+
+def load_model(source:str|Path,          # a run directory or its weights.safetensors, a RAFT-Stereo .pth, or 'sgbm'
+               device:str|torch.device='cpu',
+               **options)->nn.Module:
+    "The model of `resolve_model` (in eval mode): a trained `StereoMAE` or `DisparityModel`, RAFT-Stereo's weights, or SGBM."
+    return resolve_model(source, device, **options).model
+
+def disparity_model(path:str, device:torch.device, **options)->ModelSource:
+    "`resolve_model` for the jobs that need disparity: a stage-1 run is named as such."
+    src = resolve_model(path, device, **options)
+    if isinstance(src.model, StereoMAE):
+        raise ValueError(f"model {path!r} is a pre-training (stage 1) run: evaluate and predict need a stage-2 (disparity) run, "
+                         "a RAFT-Stereo checkpoint or 'sgbm'")
+    return src
 
 # %% ../nbs/10a_builders.ipynb #1eb1073a
 @dataclass
@@ -236,62 +382,113 @@ def finetune_setup(params:dict)->TrainingJob:
 # %% ../nbs/10a_builders.ipynb #8fe9b50b
 @dataclass
 class EvaluateConfig:
-    "Evaluate a trained stage-2 model with a benchmark protocol (`stereomae.infer.evaluate`)."
-    model:str = ''               # a stage-2 run directory (or its weights.safetensors)
+    "Evaluate a model with a benchmark protocol (`stereomae.infer.evaluate`)."
+    model:str = ''               # a kit run (directory or weights.safetensors), a RAFT-Stereo checkpoint (.pth) or 'sgbm'
+    model_options:dict = field(default_factory=dict) # SGBM's parameters, RAFT-Stereo options the weights cannot tell, or a run's corr_implementation
     data:list = field(default_factory=lambda: ['samples']) # dataset entries with ground truth (see `build_dataset`)
     protocol:str = 'middlebury_Q'# a name of `stereomae.metrics.PROTOCOLS` (the bundled Motorcycle pair is quarter size)
-    valid_iters:int = 32         # GRU iterations (RAFT-Stereo evaluates with 32)
+    valid_iters:int|None = None  # iterations; None: the model's own (a kit run's, RAFT-Stereo's 32, 7 for its real-time model)
     limit:int|None = None        # evaluate only the first `limit` pairs
-    out_dir:str = ''             # where metrics.json, rows.csv and the worst figures go ('' = <model>/eval/<protocol>)
+    out_dir:str = ''             # where metrics.json, rows.csv and the worst figures go ('' = <run>/eval/<protocol>, runs/eval/<model>/<protocol>)
     worst:int = 3                # how many worst pairs to draw
     device:str = 'auto'          # 'auto': CUDA, then MPS, then CPU
     progress:bool = True         # tqdm progress bar
 
 @dataclass
 class PredictConfig:
-    "Disparity (and depth, point cloud) for your own pair with a trained stage-2 model (`stereomae.infer.predict_disparity`)."
-    model:str = ''               # a stage-2 run directory (or its weights.safetensors)
-    left:str = ''                # left image path
-    right:str = ''               # right image path (rectified with the left one)
-    calib:str = ''               # Middlebury-style calib.txt for depth and the point cloud ('' = disparity only)
-    valid_iters:int = 32         # GRU iterations
+    "Disparity, confidence, depth and a point cloud for your own pairs (`stereomae.infer.predict_pairs`)."
+    model:str = ''               # a kit run (directory or weights.safetensors), a RAFT-Stereo checkpoint (.pth) or 'sgbm'
+    model_options:dict = field(default_factory=dict) # SGBM's parameters, RAFT-Stereo options the weights cannot tell, or a run's corr_implementation
+    left:str|dict = ''           # left image(s): a file, a glob, a folder, or a data set ('name:root' or {dataset: ..., root: ...})
+    right:str = ''               # right image(s), the same way ('' with a data set)
+    calib:str = ''               # one calibration file for every pair: calib.txt, a K file or a KITTI file ('': each pair's calib.txt, if any)
+    focal:float|None = None      # focal length, px (overrides the file's)
+    baseline:float|None = None   # baseline, in baseline_unit (overrides the file's)
+    doffs:float|None = None      # x-difference of the principal points, px (overrides the file's; default 0)
+    baseline_unit:str = 'mm'     # the unit of a baseline given here ('mm' or 'm'; files say their own)
+    depth_unit:str = 'm'         # depth and point clouds in metres or millimetres ('mm'), named in the file names
+    valid_iters:int|None = None  # iterations; None: the model's own (a kit run's, RAFT-Stereo's 32, 7 for its real-time model)
     tile:tuple[int, int]|None = None # (H, W) tiles for pairs too large for memory; None = the whole pair at once
-    lr_check:bool = False        # mask pixels that fail the left-right consistency check
-    out_dir:str = 'predictions'  # where the files go (named after the left image)
-    formats:list = field(default_factory=lambda: ['png', 'npy', 'pfm']) # any of png, npy, pfm, kitti, depth, ply
+    lr_check:bool = False        # mask pixels that fail the left-right consistency check (and flying pixels)
+    confidence:list = field(default_factory=list) # confidence maps to write: 'lr' (left-right agreement), 'updates' (the last iterations)
+    min_confidence:float = 0.    # mask pixels whose confidence is below this, in every file (0 = mask nothing)
+    vmin:float|None = None       # fixed colour scale of disp.png, px (a sequence does not flicker); None = each map's own
+    vmax:float|None = None       # upper end of the fixed colour scale, px
+    out_dir:str = 'predictions'  # one sub-folder per pair, named after its scene, is written here (never over an existing one)
+    formats:list = field(default_factory=lambda: ['png', 'npy', 'pfm']) # any of png, npy, pfm, kitti, depth, ply, confidence
     device:str = 'auto'          # 'auto': CUDA, then MPS, then CPU
+    progress:bool = True         # a progress bar over the pairs
 
 # %% ../nbs/10a_builders.ipynb #f436c1fd
 def _device(name:str)->torch.device:
     from stereomae.core import default_device
     return default_device() if name == 'auto' else torch.device(name)
 
-def _run_of(path)->Path:
-    p = Path(path); return p.parent if p.is_file() else p
+def _out_dir(cfg, src:ModelSource, protocol:str)->Path:
+    "Where an evaluation goes: the given folder, else beside the run, else runs/eval/<model>/<protocol>."
+    if cfg.out_dir: return Path(cfg.out_dir)
+    if src.kind == 'run': return Path(src.path) / 'eval' / protocol
+    return Path('runs') / 'eval' / (Path(src.path).stem if src.path else src.kind) / protocol
 
 def evaluate_setup(params:dict)->dict:
     "Config, model and dataset of an evaluation job; every parameter problem raises here."
     from stereomae.metrics import PROTOCOLS
     cfg, = build_configs(params, EvaluateConfig)
     if cfg.protocol not in PROTOCOLS: raise KeyError(f"protocol {cfg.protocol!r} unknown; known: {', '.join(PROTOCOLS)}")
-    if not cfg.model: raise ValueError("model is empty: give a stage-2 run directory")
+    if not cfg.model: raise ValueError(f"model is empty: give {MODEL_SOURCES}")
     ds = build_data(cfg.data)
     if ds is None: raise ValueError("data is empty: name at least one dataset with ground truth")
     if cfg.limit is not None: ds = torch.utils.data.Subset(ds, range(min(cfg.limit, len(ds))))
-    model = disparity_model(cfg.model, _device(cfg.device))
-    return dict(cfg=cfg, model=model, data=ds,
-                out_dir=Path(cfg.out_dir) if cfg.out_dir else _run_of(cfg.model) / 'eval' / cfg.protocol)
+    src = disparity_model(cfg.model, _device(cfg.device), **cfg.model_options)
+    return dict(cfg=cfg, source=src, model=src.model, data=ds, out_dir=_out_dir(cfg, src, cfg.protocol),
+                iters=cfg.valid_iters or src.iters or 32)
 
-def predict_setup(params:dict)->tuple[PredictConfig, nn.Module]:
-    "Config and model of a prediction job; every parameter problem raises here."
-    from stereomae.infer import SAVE_FORMATS
+def _dataset_entry(left)->dict|None:
+    "`left` as a data-set entry (a mapping, or 'name' / 'name:root' naming a known data set and no existing path), else None."
+    if isinstance(left, dict): return parse_dataset_spec(left)
+    if not left or Path(left).expanduser().exists(): return None
+    spec = parse_dataset_spec(left)
+    return spec if spec['dataset'] in dataset_factories() else None
+
+def dataset_pairs(spec:dict)->list:
+    "The pairs of a data set (any `build_dataset` entry), named after their scenes and read one by one when predicted."
+    from stereomae.infer import StereoPair, scene_names, sample_calib
+    ds = build_dataset(spec)
+    files = getattr(ds, 'files', None)
+    names = scene_names([f.name.split('/') for f in files]) if files else [f"{spec['dataset']}-{i:05d}" for i in range(len(ds))]
+    def read(i):
+        s = ds.get(i, gt=False) if hasattr(ds, 'get') else ds[i]
+        return dict(left=s['left'], right=s['right'], calib=sample_calib(s))
+    return [StereoPair(n, *((str(files[i].left), str(files[i].right)) if files else (None, None)), read=functools.partial(read, i))
+            for i, n in enumerate(names)]
+
+def predict_setup(params:dict)->dict:
+    "Config, pairs, output folder and model of a prediction job; every parameter problem raises here, before the model runs."
+    from stereomae.infer import SAVE_FORMATS, LENGTH_UNITS, find_pairs, writable_folder
     cfg, = build_configs(params, PredictConfig)
-    for k in ('left', 'right'): _existing(getattr(cfg, k), k, 'image')
-    if cfg.calib: _existing(cfg.calib, 'calib', 'calibration file')
     bad = set(cfg.formats) - set(SAVE_FORMATS)
     if bad: raise ValueError(f"formats has {sorted(bad)}: known formats are {SAVE_FORMATS}")
-    if {'depth', 'ply'} & set(cfg.formats) and not cfg.calib: raise ValueError("formats asks for depth/ply: give calib (a calib.txt)")
-    return cfg, disparity_model(cfg.model, _device(cfg.device))
+    for k in ('baseline_unit', 'depth_unit'):
+        if getattr(cfg, k) not in LENGTH_UNITS: raise ValueError(f"{k} is {getattr(cfg, k)!r}: use one of {list(LENGTH_UNITS)}")
+    if not cfg.model: raise ValueError(f"model is empty: give {MODEL_SOURCES}")
+    if cfg.calib: _existing(cfg.calib, 'calib', 'calibration file')
+    spec = _dataset_entry(cfg.left)
+    if spec is not None:
+        if cfg.right: raise ValueError(f"left names the data set {spec['dataset']!r}, which gives both views: leave right empty (it is {cfg.right!r})")
+        pairs = dataset_pairs(spec)
+    else: pairs = find_pairs(cfg.left, cfg.right, cfg.calib or None)
+    if cfg.calib and spec is not None:                  # one calibration file for every pair of the data set
+        pairs = [dataclasses.replace(p, read=lambda r=p.read: r() | dict(calib=cfg.calib)) for p in pairs]
+    given = {k: getattr(cfg, k) for k in ('focal', 'baseline', 'doffs') if getattr(cfg, k) is not None}
+    if 'baseline' in given: given['unit'] = cfg.baseline_unit
+    geometric = sorted({'depth', 'ply'} & set(cfg.formats))
+    if geometric and not (given.get('focal') and given.get('baseline')) and spec is None and all(p.calib is None for p in pairs):
+        raise ValueError(f"formats asks for {'/'.join(geometric)} but no pair has a calibration: give calib (a calib.txt, a K file "
+                         "or a KITTI file), or focal and baseline, or leave depth and ply out")
+    formats = list(cfg.formats) + (['confidence'] if cfg.confidence and 'confidence' not in cfg.formats else [])
+    out = writable_folder(cfg.out_dir)                  # an unwritable folder fails before the model is loaded
+    src = disparity_model(cfg.model, _device(cfg.device), **cfg.model_options)
+    return dict(cfg=cfg, source=src, pairs=pairs, out_dir=out, formats=formats, calib=given, iters=cfg.valid_iters or src.iters or 32)
 
 # %% ../nbs/10a_builders.ipynb #fa161395
 JOBS:dict[str, tuple[Callable, str]] = {}
@@ -305,9 +502,9 @@ class ConfigError(Exception):
     "A problem with the parameters, found before training; the command line prints it in one line."
 
 def config_errors(f:Callable, *args, **kwargs):
-    "Call `f`, turning the errors parameters cause (unknown keys, bad values, missing files) into `ConfigError`."
+    "Call `f`, turning the errors parameters cause (unknown keys, bad values, missing files or extras) into `ConfigError`."
     try: return f(*args, **kwargs)
-    except (KeyError, ValueError, TypeError, FileNotFoundError) as e:
+    except (KeyError, ValueError, TypeError, FileNotFoundError, ImportError) as e:   # ImportError: a missing optional extra
         raise ConfigError(e.args[0] if isinstance(e, KeyError) and e.args else str(e)) from e
 
 @job('pretrain', 'stage 1: masked image modelling on stereo pairs (stereomae.mae.fit_pretrain)')
@@ -320,25 +517,30 @@ def finetune_job(params:dict, **fit_kwargs)->FitResult:
     "Run a stage-2 job from flat parameters."
     return config_errors(finetune_setup, params).fit(**fit_kwargs)
 
-@job('evaluate', 'score a trained stage-2 run with a benchmark protocol (stereomae.infer.evaluate)')
+@job('evaluate', 'score a model (a kit run, a RAFT-Stereo checkpoint or SGBM) with a benchmark protocol (stereomae.infer.evaluate)')
 def evaluate_job(params:dict):
-    "Run an evaluation job from flat parameters; returns `stereomae.infer.EvalResult`."
+    "Run an evaluation job from flat parameters: print what was loaded, then the headline numbers and the files; returns `stereomae.infer.EvalResult`."
     from stereomae.infer import evaluate
     s = config_errors(evaluate_setup, params); cfg = s['cfg']
-    res = evaluate(s['model'], s['data'], cfg.protocol, iters=cfg.valid_iters, out_dir=s['out_dir'],
-                   worst=cfg.worst, progress=cfg.progress)
-    print(f"{cfg.protocol}: " + '  '.join(f'{k} {v}' for k, v in res.summary.items() if not isinstance(v, dict)), flush=True)
+    print(f"model: {s['source'].description}", flush=True)
+    res = evaluate(s['model'], s['data'], cfg.protocol, iters=s['iters'], out_dir=s['out_dir'], worst=cfg.worst, progress=cfg.progress)
+    print(res.headline(), flush=True)
     return res
 
-@job('predict', 'disparity, depth and a point cloud for your own pair (stereomae.infer.predict_disparity)')
+class PairsFailed(ConfigError):
+    "Some pairs of a prediction job failed (each reported on its own line); the others were written."
+
+@job('predict', 'disparity, confidence, depth and point clouds for your own pairs or a data set (stereomae.infer.predict_pairs)')
 def predict_job(params:dict)->dict:
-    "Run a prediction job from flat parameters; returns the prediction and the paths written."
-    from stereomae.infer import predict_disparity, save_prediction, as_image
-    cfg, model = config_errors(predict_setup, params)
-    # the pair's own problems (sizes that differ, a calibration without a baseline) are the user's: one line too
-    pred = config_errors(predict_disparity, model, cfg.left, cfg.right, iters=cfg.valid_iters, tile=cfg.tile, lr_check=cfg.lr_check)
-    stem = Path(cfg.out_dir) / Path(cfg.left).stem
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    files = config_errors(save_prediction, stem, pred, as_image(cfg.left), cfg.calib or None, tuple(cfg.formats))
-    print('\n'.join(f'{k}: {v}' for k, v in files.items()), flush=True)
-    return dict(prediction=pred, files=files)
+    "Run a prediction job from flat parameters; returns the model source and one `PairResult` per pair."
+    from stereomae.infer import predict_pairs
+    s = config_errors(predict_setup, params); cfg = s['cfg']
+    print(f"model: {s['source'].description}", flush=True)
+    results = predict_pairs(s['source'].model, s['pairs'], s['out_dir'], tuple(s['formats']), s['calib'], cfg.depth_unit, cfg.vmin,
+                            cfg.vmax, cfg.progress, iters=s['iters'], tile=cfg.tile, lr_check=cfg.lr_check,
+                            confidence=cfg.confidence, min_confidence=cfg.min_confidence)
+    failed = [r.name for r in results if r.error is not None]
+    if failed:
+        raise PairsFailed(f"{len(failed)} of {len(results)} pairs failed ({', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''}; "
+                          f"each error is above); the others are in {str(s['out_dir'])!r}")
+    return dict(source=s['source'], results=results)

@@ -4,9 +4,10 @@
 
 # %% ../nbs/09a_infer.ipynb #749dcc97
 from __future__ import annotations
-import csv, heapq, json, math, time, warnings
+import csv, glob, heapq, inspect, json, math, os, re, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,13 +18,16 @@ import matplotlib.pyplot as plt
 from .core import (atomic_write, check_pair, pad_to_multiple, unpad, show_disparity, show_error, to_numpy,
                             warp_right_to_left)
 from .metrics import MetricAccumulator, Protocol, get_protocol, depth_from_disparity, EmptyMaskWarning
-from .io import read_image, read_calib, write_pfm, write_kitti_disparity
+from .io import read_image, read_calib, write_image, write_pfm, write_kitti_disparity
 
 # %% auto #0
-__all__ = ['SAVE_FORMATS', 'as_image', 'tile_starts', 'blend_profile', 'lr_consistency', 'flying_pixels', 'DisparityPrediction',
-           'predict_disparity', 'fill_background', 'SGBM', 'resolve_calib', 'disparity_to_depth', 'write_ply',
-           'read_ply', 'disparity_to_points', 'save_disparity_png', 'save_npy', 'save_prediction', 'EvalResult',
-           'sample_calib', 'evaluate']
+__all__ = ['UPDATE_WINDOW', 'UPDATE_SCALE', 'CONFIDENCE_MEASURES', 'LENGTH_UNITS', 'SAVE_FORMATS', 'IMAGE_SUFFIXES',
+           'GENERIC_VIEW_NAMES', 'PAIR_ERRORS', 'as_image', 'tile_starts', 'blend_profile', 'lr_consistency',
+           'flying_pixels', 'lr_confidence', 'update_confidence', 'DisparityPrediction', 'predict_disparity',
+           'fill_background', 'SGBM', 'sparsification', 'read_calibration', 'resolve_calib', 'depth_scale',
+           'disparity_to_depth', 'write_ply', 'read_ply', 'disparity_to_points', 'save_disparity_png',
+           'save_confidence_png', 'save_npy', 'save_prediction', 'StereoPair', 'scene_names', 'find_pairs',
+           'PairResult', 'writable_folder', 'predict_pairs', 'EvalResult', 'sample_calib', 'evaluate']
 
 # %% ../nbs/09a_infer.ipynb #0d8f8948
 def as_image(x,                    # path, (H, W[, 3]) array (uint8 or float in [0, 1]) or (3, H, W)/(B, 3, H, W) tensor
@@ -35,8 +39,8 @@ def as_image(x,                    # path, (H, W[, 3]) array (uint8 or float in 
         a = x
         if a.ndim == 2: a = np.repeat(a[..., None], 3, -1)
         if a.ndim != 3 or a.shape[-1] not in (3, 4): raise ValueError(f"{name} array is {a.shape}: expected (H, W), (H, W, 3) or (H, W, 4)")
-        a = a[..., :3]
-        t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]      # (1, 3, H, W)
+        a = np.array(a[..., :3])                                                    # a writable copy: decoded images are read-only
+        t = torch.from_numpy(a).permute(2, 0, 1)[None]                              # (1, 3, H, W)
         x = t.float() / 255 if a.dtype == np.uint8 else t.float() / 65535 if a.dtype == np.uint16 else t.float()
     if not torch.is_tensor(x): raise TypeError(f"{name} must be a path, an array or a tensor, got {type(x).__name__}")
     if x.dim() == 3: x = x[None]
@@ -75,26 +79,37 @@ def _device(model:nn.Module)->torch.device:
     return p.device if p is not None else torch.device('cpu')
 
 _OOM_MESSAGES = ('out of memory', 'not enough memory', "can't allocate memory")  # CUDA/MPS, and torch's CPU allocator
+UPDATE_WINDOW = 4    # the 'updates' measure: how many of the last iterations it looks back over
+UPDATE_SCALE = 0.1   # px per iteration at which the 'updates' confidence is 1/e
 
-def _forward(model, left:Tensor, right:Tensor, iters:int, multiple:int)->Tensor:
-    "Pad to `multiple`, run, crop back: (B, 1, H, W) disparity on the CPU."
+def _iterative(model:nn.Module)->bool:
+    "Whether `model` refines its disparity over iterations and can return every one (`forward(..., all_preds=True)`)."
+    try: return 'all_preds' in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError): return False
+
+def _forward(model, left:Tensor, right:Tensor, iters:int, multiple:int, updates:bool=False)->Tensor:
+    "Pad to `multiple`, run, crop back: (B, 1, H, W) disparity on the CPU; with `updates` a second channel, the mean change per iteration over the last `UPDATE_WINDOW`."
     dev = _device(model)
     (l, size), (r, _) = pad_to_multiple(left.to(dev), multiple), pad_to_multiple(right.to(dev), multiple)
-    try: out = model(l, r, iters=iters)
+    try: out = model(l, r, iters=iters, **(dict(all_preds=True) if updates else {}))
     except (torch.OutOfMemoryError, RuntimeError) as e:
         if not any(m in str(e).lower() for m in _OOM_MESSAGES): raise
         raise MemoryError(f"out of memory on a {tuple(left.shape[-2:])} pair: pass tile=(H, W) (e.g. tile=(512, 768)) "
                           "to predict_disparity to process it in overlapping tiles") from e
-    return unpad(out.disp.float(), size).cpu()                                         # (B, 1, H, W)
+    maps = out.disp.float()                                                            # (B, 1, H', W')
+    if updates:
+        k = min(UPDATE_WINDOW, len(out.preds) - 1)
+        maps = torch.cat([maps, (out.preds[-1] - out.preds[-1 - k]).float().abs() / k], 1)  # (B, 2, H', W')
+    return unpad(maps, size).cpu()                                                      # (B, 1 or 2, H, W)
 
-def _tiled(model, left, right, iters, multiple, tile, overlap, max_disp, blend)->tuple[Tensor, int]:
-    "Blend the disparities of overlapping tiles; return (B, 1, H, W) and the number of tiles."
+def _tiled(model, left, right, iters, multiple, tile, overlap, max_disp, blend, updates=False)->tuple[Tensor, int]:
+    "Blend the maps of overlapping tiles (what `_forward` returns); return (B, C, H, W) and the number of tiles."
     B, _, H, W = left.shape
     (th, tw), (oh, ow) = tile, overlap
     if tw < W and not ow > max_disp:
         raise ValueError(f"overlap is {overlap} and max_disp is {max_disp}: tiles must overlap horizontally by more than the "
                          "largest disparity (pixels near a tile's left edge find their match outside the tile)")
-    num, den = torch.zeros(B, 1, H, W), torch.zeros(1, 1, H, W)
+    num, den = torch.zeros(B, 1 + updates, H, W), torch.zeros(1, 1, H, W)
     ys, xs = tile_starts(H, th, oh), tile_starts(W, tw, ow)
     for y in ys:
         for x in xs:
@@ -102,7 +117,7 @@ def _tiled(model, left, right, iters, multiple, tile, overlap, max_disp, blend)-
             wy = blend_profile(h, oh, y == 0, y + h >= H, 0, blend)
             wx = blend_profile(w, ow, x == 0, x + w >= W, int(math.ceil(max_disp)), blend)
             wt = wy[:, None] * wx[None, :]                                            # (h, w)
-            d = _forward(model, left[..., y:y + h, x:x + w], right[..., y:y + h, x:x + w], iters, multiple)
+            d = _forward(model, left[..., y:y + h, x:x + w], right[..., y:y + h, x:x + w], iters, multiple, updates)
             num[..., y:y + h, x:x + w] += wt * d; den[..., y:y + h, x:x + w] += wt
     assert (den > 0).all(), 'every pixel must be covered by a tile with positive weight'
     return num / den, len(ys) * len(xs)
@@ -124,15 +139,36 @@ def flying_pixels(disp:Tensor,          # (B, 1, H, W)
     lo = -F.max_pool2d(F.pad(-disp, (1, 1, 1, 1), mode='replicate'), 3, 1)
     return (hi - lo) > thresh
 
+def lr_confidence(disp_left:Tensor,     # (B, 1, H, W) left disparity
+                  disp_right:Tensor,    # (B, 1, H, W) right disparity
+                  scale:float=1.0,      # disagreement (px) at which the confidence is 1/e
+                 )->Tensor:             # (B, 1, H, W) in [0, 1]
+    "Left-right confidence exp(-|d_L(x) - d_R(x - d_L(x))| / scale): 1 where the two views agree."
+    back = warp_right_to_left(disp_right, disp_left)
+    return torch.exp(-(disp_left - back).abs() / max(scale, 1e-6))
+
+def update_confidence(update:Tensor,           # (B, 1, H, W) mean |change| per iteration over the last ones, px
+                      scale:float=UPDATE_SCALE, # px per iteration at which the confidence is 1/e
+                     )->Tensor:                # (B, 1, H, W) in [0, 1]
+    "Confidence from the model's own iterations: exp(-update / scale), 1 where the disparity has stopped moving."
+    return torch.exp(-update / scale)
+
+CONFIDENCE_MEASURES = ('lr', 'updates')   # left-right agreement; how far the last iterations still moved the disparity
+
 # %% ../nbs/09a_infer.ipynb #5ca8ace7
 @dataclass
 class DisparityPrediction:
     "What `predict_disparity` returns."
     disp:Tensor                  # (B, 1, H, W) left disparity, positive px
-    valid:Tensor|None = None     # (B, 1, H, W) bool: passed the left-right check and is not a flying pixel (lr_check only)
-    disp_right:Tensor|None = None# (B, 1, H, W) right disparity (lr_check only)
+    valid:Tensor|None = None     # (B, 1, H, W) bool: kept by the left-right check (lr_check) and the confidence threshold; None: all
+    disp_right:Tensor|None = None# (B, 1, H, W) right disparity (lr_check or the 'lr' confidence only)
+    confidence:dict = field(default_factory=dict) # measure ('lr', 'updates') -> (B, 1, H, W) in [0, 1]
     tiles:int = 1                # number of tiles per forward pass
     seconds:float = 0.           # wall time
+
+    def masked(self, fill:float=float('nan'))->Tensor:
+        "The disparity with `fill` where `valid` is False (NaN: what `.npy`, `.pfm` and depth files hold there)."
+        return self.disp if self.valid is None else torch.where(self.valid, self.disp, torch.full_like(self.disp, fill))
 
 def _whole(v)->bool: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
@@ -143,6 +179,13 @@ def _size_pair(v, name:str, least:int)->tuple[int, int]:
         raise ValueError(f"{name} is {v!r}: expected a whole number or (h, w), each at least {least}")
     return int(p[0]), int(p[1])
 
+def _measures(confidence)->tuple[str, ...]:
+    "The confidence measures asked for, checked: a name, a list of names, or nothing."
+    m = (confidence,) if isinstance(confidence, str) else tuple(confidence or ())
+    bad = [x for x in m if x not in CONFIDENCE_MEASURES]
+    if bad: raise ValueError(f"confidence has {bad}: known measures are {CONFIDENCE_MEASURES}")
+    return tuple(dict.fromkeys(m))
+
 @torch.no_grad()
 def predict_disparity(model:nn.Module,        # forward(left, right, iters) -> object with .disp (B, 1, H, W)
                       left, right,            # paths, arrays or tensors (see as_image)
@@ -152,12 +195,14 @@ def predict_disparity(model:nn.Module,        # forward(left, right, iters) -> o
                       max_disp:float|None=None,   # largest disparity expected (tiles); default 3/4 of the horizontal overlap
                       blend:str='cosine',     # tile blending profile: 'cosine' or 'linear'
                       lr_check:bool=False,    # also predict the right disparity and mask inconsistent pixels
-                      lr_thresh:float=1.0,    # left-right tolerance, px
+                      lr_thresh:float=1.0,    # left-right tolerance, px (and the scale of the 'lr' confidence)
                       flying_thresh:float|None=3.0, # with lr_check: also mask pixels on depth edges (None: keep them)
+                      confidence:str|tuple|list=(), # confidence maps to compute: 'lr', 'updates' (CONFIDENCE_MEASURES)
+                      min_confidence:float=0.,# mask pixels where any computed confidence is below this (0: mask nothing)
                       multiple:int=32,        # pad H and W to a multiple of this
                       max_pixels:int|None=4_000_000, # refuse larger untiled pairs (None: no limit)
                      )->DisparityPrediction:
-    "Disparity of the left view for a pair of any size, optionally tiled and left-right checked."
+    "Disparity of the left view for a pair of any size, optionally tiled, left-right checked and with confidence maps."
     t0 = time.perf_counter()
     left, right = as_image(left, 'left'), as_image(right, 'right')
     check_pair(left, right)                                   # same size, at least one pixel, floats in [0, 1]
@@ -166,6 +211,15 @@ def predict_disparity(model:nn.Module,        # forward(left, right, iters) -> o
     if blend not in ('cosine', 'linear'): raise ValueError(f"blend is {blend!r}: use 'cosine' or 'linear'")
     if not lr_thresh >= 0 or not (flying_thresh is None or flying_thresh >= 0):
         raise ValueError(f"lr_thresh is {lr_thresh}, flying_thresh is {flying_thresh}: thresholds are pixels >= 0 (flying_thresh may be None)")
+    measures = _measures(confidence)
+    if not 0 <= min_confidence <= 1: raise ValueError(f"min_confidence is {min_confidence!r}: expected a number in [0, 1]")
+    if min_confidence > 0 and not measures:
+        raise ValueError(f"min_confidence is {min_confidence} but no confidence is computed: name the measures, e.g. confidence=['lr']")
+    updates = 'updates' in measures
+    if updates and not _iterative(model):
+        raise ValueError(f"confidence 'updates' needs a model that refines its disparity over iterations and returns each one "
+                         f"(forward(..., all_preds=True), as DisparityModel does); {type(model).__name__} does not: use confidence=['lr']")
+    if updates and iters < 2: raise ValueError(f"confidence 'updates' compares the last iterations: iters is {iters}, use at least 2")
     tile, overlap = None if tile is None else _size_pair(tile, 'tile', 1), _size_pair(overlap, 'overlap', 0)
     H, W = left.shape[-2:]
     if tile is None and max_pixels is not None and H * W > max_pixels:
@@ -173,16 +227,23 @@ def predict_disparity(model:nn.Module,        # forward(left, right, iters) -> o
                          f"pass: use tiles, e.g. tile=(512, 768), overlap=(64, 256), or raise max_pixels")
     max_disp = 0.75 * overlap[1] if max_disp is None else max_disp
     was_training = model.training; model.eval()
-    def run(l, r):
-        if tile is None: return _forward(model, l, r, iters, multiple), 1
-        return _tiled(model, l, r, iters, multiple, tile, overlap, max_disp, blend)
+    def run(l, r, upd=False):
+        if tile is None: return _forward(model, l, r, iters, multiple, upd), 1
+        return _tiled(model, l, r, iters, multiple, tile, overlap, max_disp, blend, upd)
     try:
-        disp, n = run(left, right)
+        maps, n = run(left, right, updates)
+        disp = maps[:, :1]                                                            # (B, 1, H, W)
         out = DisparityPrediction(disp, tiles=n)
-        if lr_check:
+        if lr_check or 'lr' in measures:
             out.disp_right = run(right.flip(-1), left.flip(-1))[0].flip(-1)         # mirrored and swapped pair
+        for m in measures:
+            out.confidence[m] = lr_confidence(disp, out.disp_right, lr_thresh) if m == 'lr' else update_confidence(maps[:, 1:2])
+        if lr_check:
             out.valid = lr_consistency(disp, out.disp_right, lr_thresh)
             if flying_thresh is not None: out.valid &= ~flying_pixels(disp, flying_thresh)
+        if min_confidence > 0:
+            sure = torch.stack([c >= min_confidence for c in out.confidence.values()]).all(0)
+            out.valid = sure if out.valid is None else out.valid & sure
     finally: model.train(was_training)
     out.seconds = time.perf_counter() - t0
     return out
@@ -232,26 +293,87 @@ class SGBM(nn.Module):
         return DisparityPrediction(disp, valid=torch.from_numpy(np.stack(ok))[:, None])
 
 # %% ../nbs/09a_infer.ipynb #8b71fcff
-def resolve_calib(calib:str|Path|dict|None=None, **given)->dict:
-    "Focal, baseline, doffs (and cx, cy if known) from a calib.txt path, a dict, or explicit keyword values."
-    src = str(calib) if isinstance(calib, (str, Path)) else 'the calibration dict' if calib is not None else 'the arguments'
-    c = dict(read_calib(calib) if isinstance(calib, (str, Path)) else calib or {})
+def sparsification(error,                # (H, W) per-pixel error, e.g. |d - d_gt|
+                   confidence,           # (H, W) confidence, higher = more trusted
+                   valid=None,           # (H, W) bool: the pixels that count (ground truth known)
+                   steps:int=20,         # removed fractions 0, 1/steps, ..., (steps-1)/steps
+                  )->dict:               # fraction, error, oracle (each (steps,)), random (the mean error), ause
+    "Mean error of the pixels left after removing the least confident fraction, against the oracle that removes the largest errors."
+    e, c = to_numpy(error).astype(np.float64).ravel(), to_numpy(confidence).astype(np.float64).ravel()
+    if e.shape != c.shape: raise ValueError(f"error has {e.size} values, confidence {c.size}: sizes must match")
+    keep = np.isfinite(e) & np.isfinite(c) & (True if valid is None else to_numpy(valid).astype(bool).ravel())
+    e, c = e[keep], c[keep]
+    if e.size == 0: raise ValueError("no pixel has both a finite error and a finite confidence")
+    frac = np.arange(steps) / steps
+    k = (frac * e.size).astype(int)
+    def curve(order):
+        cum = np.concatenate([[0.], np.cumsum(e[order])])
+        return (cum[-1] - cum[k]) / (e.size - k)
+    ours, oracle = curve(np.argsort(c, kind='stable')), curve(np.argsort(-e, kind='stable'))
+    return dict(fraction=frac, error=ours, oracle=oracle, random=float(e.mean()), ause=float(np.mean(ours - oracle)))
+
+# %% ../nbs/09a_infer.ipynb #1739e9a5
+LENGTH_UNITS = {'mm': 1e-3, 'm': 1.0}   # metres per unit of a baseline or a depth
+
+def _floats(words:list, path, what:str)->np.ndarray:
+    try: return np.array([float(w) for w in words], np.float64)
+    except ValueError: raise ValueError(f"calibration file {str(path)!r}: {what} holds {' '.join(words)!r}, not numbers") from None
+
+def read_calibration(path:str|Path)->dict:   # focal, cx, cy, doffs (px), baseline, unit ('mm' or 'm'), source
+    "A stereo calibration from a Middlebury `calib.txt`, a K file (K, then the baseline in metres) or a KITTI calibration file."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"calibration file {str(path)!r} does not exist")
+    text = path.read_text(errors='replace')
+    if re.search(r'^\s*cam0\s*=', text, re.M): return read_calib(path) | dict(unit='mm', source=str(path))
+    rows = {k.strip(): v.split() for k, sep, v in (l.partition(':') for l in text.splitlines()) if sep}
+    for a, b in (('P_rect_02', 'P_rect_03'), ('P2', 'P3')):
+        if a in rows and b in rows:
+            P2, P3 = (_floats(rows[k], path, k) for k in (a, b))
+            if P2.size != 12 or P3.size != 12: raise ValueError(f"calibration file {str(path)!r}: {a} and {b} must hold 12 numbers (3x4)")
+            P2, P3 = P2.reshape(3, 4), P3.reshape(3, 4)
+            f = float(P2[0, 0])
+            return dict(focal=f, cx=float(P2[0, 2]), cy=float(P2[1, 2]), doffs=float(P3[0, 2] - P2[0, 2]),
+                        baseline=float(P2[0, 3] - P3[0, 3]) / f, unit='m', source=str(path))
+    lines = [l.split() for l in text.splitlines() if l.strip() and not l.lstrip().startswith('#')]
+    if len(lines) >= 2 and len(lines[0]) == 9 and len(lines[1]) == 1:
+        K, b = _floats(lines[0], path, 'line 1 (K)').reshape(3, 3), float(_floats(lines[1], path, 'line 2 (baseline)')[0])
+        return dict(focal=float(K[0, 0]), cx=float(K[0, 2]), cy=float(K[1, 2]), doffs=0., baseline=b, unit='m', source=str(path))
+    raise ValueError(f"calibration file {str(path)!r} is none of the known kinds: a Middlebury calib.txt (cam0=[...], baseline=...), "
+                     "a K file (the 9 numbers of K on line 1, the baseline in metres on line 2) or a KITTI file (P2/P3 or P_rect_02/P_rect_03)")
+
+def resolve_calib(calib:str|Path|dict|None=None, # a calibration file (read_calibration) or a dict with the same keys
+                  **given)->dict:                # explicit focal, baseline, doffs, cx, cy, unit: they win
+    "Focal, baseline, doffs (and cx, cy, the baseline's unit if known) from a file, a dict, or explicit keyword values."
+    src = f"calibration file {str(calib)!r}" if isinstance(calib, (str, Path)) else 'the calibration dict' if calib is not None else 'the arguments'
+    c = dict(read_calibration(calib) if isinstance(calib, (str, Path)) else calib or {})
     c.update({k: v for k, v in given.items() if v is not None})
     missing = [k for k in ('focal', 'baseline') if c.get(k) is None]
     if missing: raise ValueError(f"{src} has no {' and no '.join(missing)}: depth needs focal (px) and baseline "
                                  f"(pass them explicitly, e.g. disparity_to_depth(d, focal=..., baseline=...))")
+    if c.get('unit') is not None and c['unit'] not in LENGTH_UNITS:
+        raise ValueError(f"{src}: unit is {c['unit']!r}: the baseline's unit is one of {list(LENGTH_UNITS)}")
     c['doffs'] = float(c.get('doffs') or 0.)
     return c
 
+def depth_scale(c:dict, depth_unit:str|None)->float:
+    "The factor from the baseline's unit to `depth_unit` (1 for None: depth in the baseline's unit)."
+    if depth_unit is None: return 1.
+    if depth_unit not in LENGTH_UNITS: raise ValueError(f"depth_unit is {depth_unit!r}: use one of {list(LENGTH_UNITS)}")
+    if c.get('unit') is None:
+        raise ValueError(f"depth_unit is {depth_unit!r} but the calibration does not say the baseline's unit: give unit='mm' or 'm'")
+    return LENGTH_UNITS[c['unit']] / LENGTH_UNITS[depth_unit]
+
 def disparity_to_depth(disp,                       # disparity (tensor or array), px
-                       calib:str|Path|dict|None=None, # Middlebury calib.txt, or a dict from read_calib
+                       calib:str|Path|dict|None=None, # a calibration file (read_calibration) or a dict
                        focal:float|None=None,      # f in px (overrides calib)
-                       baseline:float|None=None,   # b (overrides calib); the depth has its unit (Middlebury: mm)
+                       baseline:float|None=None,   # b (overrides calib)
                        doffs:float|None=None,      # principal-point x offset, px (overrides calib; default 0)
+                       unit:str|None=None,         # the baseline's unit, 'mm' or 'm' (overrides calib)
+                       depth_unit:str|None=None,   # the depth's unit; None: the baseline's
                       ):                           # depth z = f·b/(d + doffs), inf where d + doffs <= 0
-    "Depth from disparity with a `calib.txt` or explicit focal length and baseline."
-    c = resolve_calib(calib, focal=focal, baseline=baseline, doffs=doffs)
-    return depth_from_disparity(disp, c['focal'], c['baseline'], c['doffs'])
+    "Depth from disparity with a calibration file or explicit focal length and baseline, in the unit asked for."
+    c = resolve_calib(calib, focal=focal, baseline=baseline, doffs=doffs, unit=unit)
+    return depth_from_disparity(disp, c['focal'], c['baseline'] * depth_scale(c, depth_unit), c['doffs'])
 
 # %% ../nbs/09a_infer.ipynb #3d64f90b
 _PLY_DTYPE = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('red', 'u1'), ('green', 'u1'), ('blue', 'u1')])
@@ -260,6 +382,7 @@ def write_ply(path:str|Path,          # destination .ply
               points:np.ndarray,      # (N, 3) float x, y, z
               colors:np.ndarray|None=None, # (N, 3) uint8 RGB (grey 200 if None)
               binary:bool=True,       # binary little-endian (compact) or ASCII (readable)
+              comments:tuple=(),      # header comment lines, e.g. ('units: m',)
              ):
     "Write a coloured point cloud as PLY, atomically."
     pts = np.asarray(points, np.float32)
@@ -269,15 +392,16 @@ def write_ply(path:str|Path,          # destination .ply
     v = np.empty(len(pts), _PLY_DTYPE)
     for i, k in enumerate('xyz'): v[k] = pts[:, i]
     for i, k in enumerate(('red', 'green', 'blue')): v[k] = col[:, i]
+    if any('\n' in c for c in comments): raise ValueError(f"comments {comments!r}: one line each")
     head = (f"ply\nformat {'binary_little_endian' if binary else 'ascii'} 1.0\ncomment written by stereomae\n"
-            f"element vertex {len(v)}\n" + ''.join(f"property {'float' if k in 'xyz' else 'uchar'} {k}\n" for k in _PLY_DTYPE.names)
+            + ''.join(f"comment {c}\n" for c in comments) + f"element vertex {len(v)}\n" + ''.join(f"property {'float' if k in 'xyz' else 'uchar'} {k}\n" for k in _PLY_DTYPE.names)
             + "end_header\n").encode('ascii')
     with atomic_write(path) as t, open(t, 'wb') as f:
         f.write(head)
         if binary: f.write(v.tobytes())
         else: np.savetxt(f, np.column_stack([pts, col]), fmt='%.9g %.9g %.9g %d %d %d')
 
-def read_ply(path:str|Path)->dict:   # points (N, 3) float32, colors (N, 3) uint8, format, count
+def read_ply(path:str|Path)->dict:   # points (N, 3) float32, colors (N, 3) uint8, format, count, comments
     "Read a PLY point cloud written by `write_ply` (vertex x, y, z, red, green, blue; ASCII or binary little-endian)."
     raw = Path(path).read_bytes()
     end = raw.find(b'end_header\n')
@@ -295,7 +419,7 @@ def read_ply(path:str|Path)->dict:   # points (N, 3) float32, colors (N, 3) uint
         for i, k in enumerate(_PLY_DTYPE.names): v[k] = a[:, i]
     if len(v) != n: raise ValueError(f"{str(path)!r} announces {n} vertices but holds {len(v)}")
     return dict(points=np.stack([v['x'], v['y'], v['z']], 1), colors=np.stack([v['red'], v['green'], v['blue']], 1).astype(np.uint8),
-                format=fmt, count=n)
+                format=fmt, count=n, comments=[l[len('comment '):] for l in header if l.startswith('comment ')])
 
 # %% ../nbs/09a_infer.ipynb #e1374bda
 def disparity_to_points(disp,                       # (H, W) disparity (or anything to_numpy squeezes to it)
@@ -303,12 +427,14 @@ def disparity_to_points(disp,                       # (H, W) disparity (or anyth
                         valid=None,                 # optional (H, W) bool: only these pixels
                         calib:str|Path|dict|None=None, focal:float|None=None, baseline:float|None=None,
                         doffs:float|None=None, cx:float|None=None, cy:float|None=None, # principal point (default: centre)
+                        unit:str|None=None,         # the baseline's unit (overrides calib)
+                        depth_unit:str|None=None,   # the points' unit; None: the baseline's
                        )->tuple[np.ndarray, np.ndarray]: # points (N, 3) float32, colours (N, 3) uint8
-    "Back-project a disparity map to a coloured 3-D point cloud, in the unit of the baseline."
+    "Back-project a disparity map to a coloured 3-D point cloud, in `depth_unit` (default: the unit of the baseline)."
     d = to_numpy(disp).astype(np.float32)
     H, W = d.shape
-    c = resolve_calib(calib, focal=focal, baseline=baseline, doffs=doffs, cx=cx, cy=cy)
-    z = depth_from_disparity(d, c['focal'], c['baseline'], c['doffs'])
+    c = resolve_calib(calib, focal=focal, baseline=baseline, doffs=doffs, cx=cx, cy=cy, unit=unit)
+    z = depth_from_disparity(d, c['focal'], c['baseline'] * depth_scale(c, depth_unit), c['doffs'])
     keep = np.isfinite(z) & (True if valid is None else to_numpy(valid).astype(bool))
     ys, xs = np.nonzero(keep)
     zz = z[ys, xs]
@@ -321,10 +447,19 @@ def disparity_to_points(disp,                       # (H, W) disparity (or anyth
 
 # %% ../nbs/09a_infer.ipynb #6d39bb1c
 def save_disparity_png(path:str|Path, disp, valid=None, title:str='disparity', vmin=None, vmax=None, cmap:str='turbo'):
-    "A colour-mapped disparity with a colour bar, as a PNG (invalid pixels black)."
+    "A colour-mapped disparity with a colour bar, as a PNG (invalid pixels black; `vmin`/`vmax` fix the colour scale)."
     d = to_numpy(disp)
     fig, ax = plt.subplots(figsize=(8, 8 * d.shape[0] / d.shape[1] + 0.4))
     show_disparity(d, valid, ax=ax, title=title, vmin=vmin, vmax=vmax, cmap=cmap)
+    with atomic_write(path) as t: fig.savefig(t, format='png', dpi=100, bbox_inches='tight')
+    plt.close(fig)
+
+def save_confidence_png(path:str|Path, conf, title:str='confidence'):
+    "A confidence map in [0, 1] as a PNG with a colour bar (dark: unsure)."
+    c = to_numpy(conf)
+    fig, ax = plt.subplots(figsize=(8, 8 * c.shape[0] / c.shape[1] + 0.4))
+    im = ax.imshow(c, cmap='magma', vmin=0, vmax=1); fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    ax.set_title(title); ax.axis('off')
     with atomic_write(path) as t: fig.savefig(t, format='png', dpi=100, bbox_inches='tight')
     plt.close(fig)
 
@@ -332,31 +467,196 @@ def save_npy(path:str|Path, array):
     "`np.save`, atomically (and without NumPy appending a second `.npy`)."
     with atomic_write(path) as t, open(t, 'wb') as f: np.save(f, np.asarray(array))
 
-SAVE_FORMATS = ('png', 'npy', 'pfm', 'kitti', 'depth', 'ply')
+SAVE_FORMATS = ('png', 'npy', 'pfm', 'kitti', 'depth', 'ply', 'confidence')
+_UNIT_NAMES = dict(m='metres', mm='millimetres')
 
-def save_prediction(stem:str|Path,                # e.g. out/Motorcycle: writes out/Motorcycle_disp.png, ...
+def save_prediction(folder:str|Path,              # the pair's folder: disp.png, disp.npy, ... are written in it
                     pred:DisparityPrediction|Tensor|np.ndarray,
                     left=None,                    # left image: colours of the point cloud
-                    calib:str|Path|dict|None=None,# needed for 'depth' and 'ply'
-                    formats:tuple=SAVE_FORMATS,   # any of png, npy, pfm, kitti, depth, ply
+                    calib:str|Path|dict|None=None,# needed for 'depth' and 'ply': a calibration file (read_calibration) or a dict
+                    formats:tuple=SAVE_FORMATS,   # any of png, npy, pfm, kitti, depth, ply, confidence
+                    depth_unit:str='m',           # depth and point cloud in metres ('m') or millimetres ('mm'), named in the file names
+                    vmin:float|None=None, vmax:float|None=None, # fixed colour scale of disp.png (None: 1st and 99th percentiles)
+                    title:str|None=None,          # title of the pictures (default: the folder's name)
                     binary_ply:bool=True,
-                   )->dict:                       # format -> written path
-    "Write one prediction in every requested format; return the paths."
+                   )->dict:                       # what -> written path
+    "Write one prediction in every requested format into `folder`, the pixels it masks masked alike in each."
     bad = set(formats) - set(SAVE_FORMATS)
     if bad: raise ValueError(f"formats has {sorted(bad)}: known formats are {SAVE_FORMATS}")
-    disp, valid = (pred.disp, pred.valid) if isinstance(pred, DisparityPrediction) else (pred, None)
-    d, v = to_numpy(disp).astype(np.float32), None if valid is None else to_numpy(valid).astype(bool)
-    stem, out = Path(stem), {}
-    def dst(fmt, suffix): out[fmt] = p = stem.with_name(stem.name + suffix); return p
-    if 'png' in formats: save_disparity_png(dst('png', '_disp.png'), d, v, title=stem.name)
-    if 'npy' in formats: save_npy(dst('npy', '_disp.npy'), d)
-    if 'pfm' in formats: write_pfm(dst('pfm', '_disp.pfm'), d)
-    if 'kitti' in formats: write_kitti_disparity(dst('kitti', '_disp_kitti.png'), d, v)
-    if ('depth' in formats or 'ply' in formats) and calib is None:
-        raise ValueError("formats asks for depth/ply but calib is None: pass a calib.txt path or dict(focal=..., baseline=...)")
-    if 'depth' in formats: save_npy(dst('depth', '_depth.npy'), disparity_to_depth(d, calib))
-    if 'ply' in formats: write_ply(dst('ply', '_cloud.ply'), *disparity_to_points(d, left, v, calib), binary=binary_ply)
-    return {k: str(p) for k, p in out.items()}
+    geometric = [f for f in ('depth', 'ply') if f in formats]
+    if geometric and calib is None:
+        raise ValueError(f"formats asks for {'/'.join(geometric)} but there is no calibration: give a calibration file "
+                         "(calib.txt, a K file, a KITTI file) or focal and baseline")
+    c = resolve_calib(calib) if geometric else None
+    if c is not None: depth_scale(c, depth_unit)                # an unknown unit fails before anything is written
+    p = pred if isinstance(pred, DisparityPrediction) else DisparityPrediction(torch.as_tensor(np.asarray(pred, np.float32)))
+    d, v = to_numpy(p.disp).astype(np.float32), None if p.valid is None else to_numpy(p.valid).astype(bool)
+    dm = d if v is None else np.where(v, d, np.nan).astype(np.float32)   # what the value files hold
+    folder, out = Path(folder), {}
+    title = folder.name if title is None else title
+    def dst(key, name): out[key] = q = folder / name; return q
+    if 'png' in formats: save_disparity_png(dst('png', 'disp.png'), d, v, title=title, vmin=vmin, vmax=vmax)
+    if 'npy' in formats: save_npy(dst('npy', 'disp.npy'), dm)
+    if 'pfm' in formats: write_pfm(dst('pfm', 'disp.pfm'), dm)
+    if 'kitti' in formats: write_kitti_disparity(dst('kitti', 'disp_kitti.png'), d, v)
+    if 'depth' in formats:
+        z = disparity_to_depth(dm, c, depth_unit=depth_unit)
+        save_npy(dst('depth', f'depth_{depth_unit}.npy'), np.where(np.isnan(dm), np.nan, z).astype(np.float32))
+    if 'ply' in formats:
+        comments = (f'units: {depth_unit} ({_UNIT_NAMES[depth_unit]})',) + ((f"calibration: {c['source']}",) if c.get('source') else ())
+        write_ply(dst('ply', f'cloud_{depth_unit}.ply'), *disparity_to_points(d, left, v, c, depth_unit=depth_unit),
+                  binary=binary_ply, comments=comments)
+    if 'confidence' in formats:
+        for m, conf in p.confidence.items():
+            save_npy(dst(f'confidence_{m}', f'confidence_{m}.npy'), to_numpy(conf).astype(np.float32))
+            save_confidence_png(dst(f'confidence_{m}_png', f'confidence_{m}.png'), conf, f'{title}: confidence ({m})')
+    if v is not None and out: write_image(dst('mask', 'mask.png'), v.astype(np.uint8) * 255, 'mask PNG')
+    return {k: str(q) for k, q in out.items()}
+
+# %% ../nbs/09a_infer.ipynb #1d2461f0
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.ppm', '.pgm', '.webp')
+GENERIC_VIEW_NAMES = ('im0', 'img0', 'image0', 'view0', 'left', 'l', '0', 'left_image')   # left images named after the view, not the scene
+
+@dataclass
+class StereoPair:
+    "One pair to predict: its scene name and its images, or a function that reads them when their turn comes."
+    name:str                          # the scene: the sub-folder its files go to
+    left:object = None                # path, array or tensor (see as_image)
+    right:object = None
+    calib:str|Path|dict|None = None   # its calibration (a file or a dict), if known
+    read:Callable|None = None         # () -> dict(left=, right=, calib=): e.g. a dataset sample, read late so that a bad one fails alone
+    def load(self)->dict:
+        "The pair's left, right and calib."
+        return self.read() if self.read is not None else dict(left=self.left, right=self.right, calib=self.calib)
+
+def scene_names(paths:list)->list[str]:
+    "A short unique folder name per pair from the parts of its path (or data-set name): the fewest last parts that tell the pairs apart, after those all share."
+    parts = [tuple(str(x) for x in p) for p in paths]
+    seen = {}
+    for p in parts:
+        if p in seen: raise ValueError(f"{'/'.join(p)!r} is listed twice")
+        seen[p] = True
+    if len(parts) == 1:
+        p = parts[0]
+        names = [p[-2] if len(p) > 1 and p[-1].lower() in GENERIC_VIEW_NAMES else p[-1]]
+    else:
+        while min(map(len, parts)) > 1 and len({p[-1] for p in parts}) == 1: parts = [p[:-1] for p in parts]   # e.g. im0
+        k = next(k for k in range(1, max(map(len, parts)) + 1) if len({p[-k:] for p in parts}) == len(parts))
+        names = ['_'.join(p[-k:]) for p in parts]                                 # the shortest ends that tell them apart
+    names = [re.sub(r'[^A-Za-z0-9._-]+', '_', x).strip('._') or 'pair' for x in names]
+    return names if len(set(names)) == len(names) else [f'{x}-{i}' for i, x in enumerate(names)]
+
+def _matches(spec:str, side:str)->list[Path]:
+    "The image files a left/right argument names: a file, a glob or a folder (sorted); a clear error when there are none."
+    p = Path(spec).expanduser()
+    if re.search(r'[*?[]', spec):
+        files = sorted(Path(x) for x in glob.glob(os.path.expanduser(spec), recursive=True) if Path(x).is_file())
+        if not files: raise FileNotFoundError(f"{side}: the glob {spec!r} matches no file")
+        return files
+    if p.is_dir():
+        files = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+        if not files: raise FileNotFoundError(f"{side}: the folder {spec!r} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    if p.is_file(): return [p]
+    raise FileNotFoundError(f"{side}: {spec!r} is no image file, folder or glob that exists")
+
+def find_pairs(left:str|Path,                  # a left image, a glob of them, or a folder of them
+               right:str|Path,                 # the right images, the same way (paired with the left ones in sorted order)
+               calib:str|Path|dict|None=None,  # one calibration for every pair (None: the calib.txt beside each left image, if any)
+              )->list[StereoPair]:
+    "The pairs that two file, glob or folder arguments name, each named after its scene."
+    if not str(left) or not str(right): raise ValueError(f"left is {str(left)!r}, right is {str(right)!r}: both are needed")
+    L, R = _matches(str(left), 'left'), _matches(str(right), 'right')
+    few = lambda fs: ', '.join(f.name for f in fs[:3]) + (', ...' if len(fs) > 3 else '')
+    if len(L) != len(R):
+        raise ValueError(f"left {str(left)!r} matches {len(L)} file{'s' * (len(L) != 1)} ({few(L)}), right {str(right)!r} matches "
+                         f"{len(R)} ({few(R)}): every left image needs its right one")
+    same = [l for l, r in zip(L, R) if l.resolve() == r.resolve()]
+    if same: raise ValueError(f"left and right are the same file {str(same[0])!r}")
+    names = scene_names([l.resolve().with_suffix('').parts for l in L])
+    def own(l): return calib if calib is not None else (l.parent / 'calib.txt' if (l.parent / 'calib.txt').is_file() else None)
+    return [StereoPair(n, l, r, own(l)) for n, l, r in zip(names, L, R)]
+
+# %% ../nbs/09a_infer.ipynb #54afbfb5
+PAIR_ERRORS = (ValueError, OSError, MemoryError)   # a pair's own problems: reported by name, the other pairs still run
+
+@dataclass
+class PairResult:
+    "What `predict_pairs` did with one pair."
+    name:str                     # the scene
+    folder:Path|None = None      # where its files went (None: it failed)
+    files:dict = field(default_factory=dict)  # what -> path
+    seconds:float = 0.           # model time (predict_disparity)
+    size:tuple|None = None       # (H, W)
+    disp_range:tuple|None = None # (min, max) of the disparities kept, px
+    kept:float|None = None       # share of the pixels the mask kept (None: no mask)
+    error:str|None = None        # the one-line error of a failed pair
+
+    def line(self)->str:
+        "The pair's summary line."
+        if self.error is not None: return f"{self.name}: error: {self.error}"
+        rng = 'no pixel kept' if self.disp_range is None else f"disparity {self.disp_range[0]:.1f}-{self.disp_range[1]:.1f} px"
+        kept = '' if self.kept is None else f", {self.kept:.0%} kept"
+        return f"{self.name}: {self.size[1]}x{self.size[0]}, {self.seconds:.2f} s, {rng}{kept} -> {self.folder}"
+
+def writable_folder(folder:str|Path, what:str='output folder')->Path:
+    "Create `folder` if needed and check that a file can be written in it; one line naming it otherwise."
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_write(folder / '.stereomae-write-test') as t: t.write_bytes(b'')
+        (folder / '.stereomae-write-test').unlink()
+    except OSError as e: raise OSError(e.errno, f"cannot write in the {what} {str(folder)!r}: {e.strerror or e}") from None
+    return folder
+
+def _new_folder(folder:Path)->Path:
+    "`folder`, or `folder-2`, `folder-3`, ... if it exists: created here, so that nothing is written over."
+    for i in range(1, 10_000):
+        f = folder if i == 1 else folder.with_name(f'{folder.name}-{i}')
+        try: f.mkdir(parents=True); return f
+        except FileExistsError: continue
+    raise FileExistsError(f"{str(folder)!r} and 9,998 numbered folders beside it exist")
+
+def predict_pairs(model:nn.Module,              # any model predict_disparity takes
+                  pairs:list[StereoPair],       # from find_pairs (or StereoPair(read=...) for a data set)
+                  out_dir:str|Path,             # one sub-folder per pair is created in it
+                  formats:tuple=('png', 'npy', 'pfm'), # what save_prediction writes
+                  calib:dict|None=None,         # explicit calibration values (focal, baseline, doffs, unit) over each pair's own
+                  depth_unit:str='m',           # depth and point cloud unit
+                  vmin:float|None=None, vmax:float|None=None, # fixed colour scale of every disp.png
+                  progress:bool=True,           # a progress bar over the pairs
+                  **predict_kw,                 # for predict_disparity: iters, tile, lr_check, confidence, min_confidence, ...
+                 )->list[PairResult]:
+    "Predict every pair into `out_dir/<scene>/`, one summary line per pair; a failing pair is reported and the others run."
+    from tqdm.auto import tqdm
+    out_dir = writable_folder(out_dir)
+    geometric = {'depth', 'ply'} & set(formats)
+    results = []
+    bar = tqdm(pairs, desc='predict', unit='pair', disable=not progress, dynamic_ncols=True)
+    for pair in bar:
+        r = PairResult(pair.name)
+        try:
+            s = pair.load()
+            c = s.get('calib')
+            if geometric:
+                if c is None and not (calib and calib.get('focal') and calib.get('baseline')):
+                    raise ValueError(f"no calibration for {'/'.join(sorted(geometric))}: give calib (a calib.txt, a K file, a KITTI "
+                                     "file) or focal and baseline, or leave depth and ply out of formats")
+                c = resolve_calib(c, **(calib or {}))
+            left = as_image(s['left'], 'left')                                        # read once: the model's input and the cloud's colours
+            pred = predict_disparity(model, left, s['right'], **predict_kw)
+            r.folder = _new_folder(out_dir / pair.name)
+            r.files = save_prediction(r.folder, pred, left[0], c, formats, depth_unit, vmin, vmax, title=pair.name)
+            kept = pred.masked()[0, 0]; kept = kept[torch.isfinite(kept)]
+            r.seconds, r.size = pred.seconds, tuple(pred.disp.shape[-2:])
+            r.disp_range = (float(kept.min()), float(kept.max())) if kept.numel() else None
+            r.kept = None if pred.valid is None else float(pred.valid.float().mean())
+        except PAIR_ERRORS as e:
+            r.error = ' '.join(str(e).split())
+            files = [str(x) for x in (pair.left, pair.right) if isinstance(x, (str, Path))]
+            if files and not any(f in r.error for f in files): r.error = f"{' and '.join(files)}: {r.error}"   # name the files
+        results.append(r); tqdm.write(r.line())
+    return results
 
 # %% ../nbs/09a_infer.ipynb #34e50594
 @dataclass
@@ -368,11 +668,22 @@ class EvalResult:
     others:dict = field(default_factory=dict)  # protocol name -> summary, for the further protocols
     predictions:list = field(default_factory=list) # (H, W) disparities in data-set order, with evaluate(keep=True)
 
+    def headline(self)->str:
+        "Each protocol's headline numbers, rounded, then where the files went: what `stereomae evaluate` prints."
+        num = lambda v: 'n/a' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{float(v):.2f}'
+        n, model_s = self.summary['images'], self.summary.get('model_seconds', 0.)
+        lines = [f"{self.summary['protocol']} on {n} pair{'s' * (n != 1)} ({model_s / max(n, 1):.2f} s per pair): "
+                 + ', '.join(f'{k} {num(v)}' for k, v in self.summary['report'].items())]
+        lines += [f"{name}: " + ', '.join(f'{k} {num(v)}' for k, v in o['report'].items()) for name, o in self.others.items()]
+        label = dict(json='metrics', csv='rows')
+        lines += [f"{label.get(k, k)}: {v}" for k, v in self.files.items()]
+        return '\n'.join(lines)
+
 def sample_calib(s:dict)->dict|None:
     "A sample's calibration: its `calib` entry, else the `calib.txt` beside its left image (Middlebury, ETH3D layouts)."
     if s.get('calib') is not None: return s['calib']
     left = (s.get('paths') or {}).get('left')
-    return read_calib(Path(left).parent / 'calib.txt') if left and (Path(left).parent / 'calib.txt').is_file() else None
+    return read_calibration(Path(left).parent / 'calib.txt') if left and (Path(left).parent / 'calib.txt').is_file() else None
 
 def _score_key(P:Protocol)->tuple[str, float]:
     "The row key of the protocol's first column and its sign (errors: larger is worse)."

@@ -27,8 +27,8 @@ __all__ = ['SCHEDULES', 'PRECISIONS', 'CHECKPOINT_FORMAT', 'RESUMABLE_KEYS', 'Tr
            'weights_metadata', 'read_weights', 'check_state_dict', 'RunDir', 'ScalarLog', 'read_scalars', 'DistInfo',
            'init_distributed', 'StepOutput', 'Task', 'to_device', 'sample_names', 'TrainState', 'Callback',
            'NonFiniteLoss', 'flush', 'ProgressBar', 'LogScalars', 'Validate', 'Figures', 'Checkpoints', 'provenance',
-           'write_checkpoint', 'train_step', 'FitResult', 'config_changes', 'check_resume', 'reschedule', 'SetupError',
-           'fit', 'unwrap', 'model_configs', 'valid_loader']
+           'model_card', 'write_checkpoint', 'train_step', 'FitResult', 'config_changes', 'check_resume', 'reschedule',
+           'SetupError', 'fit', 'unwrap', 'model_configs', 'valid_loader']
 
 # %% ../nbs/04a_train.ipynb #283b5580
 @dataclass
@@ -675,8 +675,41 @@ def provenance()->dict:
             commit = r.stdout.strip() + ('+' if git('status', '--porcelain', '--untracked-files=no').stdout.strip() else '')
     return dict(stereomae=v, commit=commit, date=datetime.date.today().isoformat())
 
+_INTENDED_USE = dict(
+    disparity="Disparity of the left view for rectified stereo pairs like its training data (images in [0, 1], the left one the "
+              "reference): `stereomae predict model=<this folder> left=... right=...`, or `stereomae.builders.load_model` in Python. "
+              "It is only as good as the validation below says, on data like the validation data; a run of a few thousand steps "
+              "or fewer is a demonstration of the pipeline, not a usable model.",
+    pretrain="Initialisation of a ViT encoder for a disparity model (`stereomae finetune init=mim init_from=<this folder>/weights.safetensors`). "
+             "It reconstructs masked patches of stereo pairs; it does not predict disparity.")
+
+def model_card(state:TrainState)->str:
+    "A short model card for the run's weights (Hugging Face style): what the model is, its data, steps, validation, configuration, use."
+    cfg, m = state.cfg, state.model
+    model_cfg = getattr(m, 'cfg', None)
+    arch = config_dict(model_cfg) if dataclasses.is_dataclass(model_cfg) else {}
+    prov = provenance()
+    lr = f'{cfg.lr:g}' if cfg.lr is not None else f"{cfg.base_lr:g}·batch/256 (MAE's rule)"
+    data = lambda specs: '\n'.join(f'- `{s}`' for s in specs) or '- passed to `fit` directly (no data-set entry names it)'
+    lines = ['---', 'library_name: stereomae', f'tags: [stereo, {state.task.kind}]', '---', '',
+             f'# {cfg.experiment}/{cfg.name}', '',
+             f"A {type(m).__name__} ({sum(p.numel() for p in m.parameters()) / 1e6:.1f} M parameters, task `{state.task.kind}`) trained "
+             f"by stereomae {prov['stereomae']} (commit {prov['commit']}, {prov['date']}).", '',
+             '## Training', '', f"{state.step} of {cfg.steps} steps, batch {cfg.batch_size}, lr {lr} ({cfg.schedule}), "
+             f"seed {cfg.seed}, precision {cfg.precision}" + (f"; {state.skipped} steps skipped for a non-finite loss" if state.skipped else '')
+             + (f"; started from {cfg.init_from}" + (f" (init={cfg.init})" if hasattr(cfg, 'init') else '') if cfg.init_from else '') + '.', '',
+             'Data:', '', data(cfg.train_data), '', '## Validation', '']
+    if state.valid:
+        lines += [f"The last validation, on {cfg.valid_samples} samples of:", '', data(cfg.valid_data), '', '| metric | value |', '|---|---|']
+        lines += [f'| {k} | {v:.4g} |' for k, v in state.valid.items()]
+    else: lines += ['No validation ran in this run: nothing is known of its accuracy.']
+    lines += ['', '## Intended use', '', _INTENDED_USE.get(state.task.kind, 'See the task that trained it.'), '',
+              '## Configuration', '', 'The model (the whole recipe is `config.yaml`; the weights carry the model config in their metadata):', '']
+    lines += [f'- {k}: `{v}`' for k, v in arch.items()] or ['- (no config object)']
+    return '\n'.join(lines) + '\n'
+
 def write_checkpoint(state:TrainState)->Path:
-    "The state's checkpoint and the model's weights (with its kind and config as metadata), written by rank 0."
+    "The state's checkpoint, the model's weights (with its kind and config as metadata) and its model card, written by rank 0."
     run, d = state.run, state.state_dict()            # every rank takes part in gathering the random states
     if state.dist.main:
         save_checkpoint(run.checkpoint(state.step), d)
@@ -684,6 +717,10 @@ def write_checkpoint(state:TrainState)->Path:
         save_weights(run.weights, state.model, dict(step=state.step, kind=state.task.kind, model_class=type(state.model).__name__,
                                                     provenance=provenance(),
                                                     **({'model_config': config_dict(model_cfg)} if dataclasses.is_dataclass(model_cfg) else {})))
+        try: card = model_card(state)
+        except Exception as e: card = None; warnings.warn(f"step {state.step}: the model card failed ({type(e).__name__}: {e}); training goes on")
+        if card is not None:
+            with atomic_write(run.path / 'model_card.md', 'model card') as tmp: tmp.write_text(card)
         run.prune(state.cfg.keep_checkpoints)
     if state.dist.world > 1: torch_dist.barrier()
     return run.checkpoint(state.step)

@@ -25,17 +25,34 @@ def test_dockerfile_installs_like_the_readme():
     assert '.venv' in (REPO / '.dockerignore').read_text()
 
 
+def _script(path: Path, text: str) -> Path:
+    path.write_text(text); path.chmod(path.stat().st_mode | stat.S_IEXEC); return path
+
+
 @pytest.fixture
 def fake_docker(tmp_path):
-    "A `docker` on PATH that records its arguments instead of running anything."
+    "A `docker` on PATH that records its arguments instead of running anything; `nvidia-smi` finds a GPU."
     log = tmp_path / 'docker_args'
     exe = tmp_path / 'bin' / 'docker'
     exe.parent.mkdir()
-    exe.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {log}\n')
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    _script(exe, f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {log}\n')
+    _script(exe.parent / 'nvidia-smi', '#!/usr/bin/env bash\necho "GPU 0: NVIDIA H100 (UUID: GPU-0)"\n')
     env = dict(os.environ, PATH=f'{exe.parent}{os.pathsep}{os.environ["PATH"]}')
     env.pop('JUPYTER_TOKEN', None)
     return env, log
+
+
+def test_start_passes_the_gpus_only_where_there_are_some(fake_docker, tmp_path):
+    "On a host with a GPU `--gpus all` goes to docker; without one (nvidia-smi missing or failing) the container runs on the CPU."
+    env, log = fake_docker
+    assert _start(env, '--data', str(tmp_path)).returncode == 0
+    args = log.read_text().splitlines()
+    assert args[args.index('--gpus') + 1] == 'all'
+    _script(Path(env['PATH'].split(os.pathsep)[0]) / 'nvidia-smi', '#!/usr/bin/env bash\necho "NVIDIA-SMI has failed" >&2; exit 9\n')
+    r = _start(env, '--data', str(tmp_path))
+    assert r.returncode == 0 and '--gpus' not in log.read_text().splitlines() and 'runs on the CPU' in r.stdout, r.stderr
+    assert _start(env, '--data', str(tmp_path), '--gpus', '1').returncode == 0   # asked for: passed on as given
+    args = log.read_text().splitlines(); assert args[args.index('--gpus') + 1] == '1'
 
 
 def _start(env, *args):

@@ -153,6 +153,16 @@ def test_no_internal_link_is_broken(html):
     assert not broken, '\n'.join(broken[:40])
 
 
+def test_api_signatures_show_no_raw_html(html):
+    "nbdev links names in argument comments; inside a code block such a link would show as text (`<a class=...><code>`)."
+    raw = []
+    for page in all_pages(html):
+        for block in re.findall(r'<pre>(.*?)</pre>', page.read_text(encoding='utf-8'), re.S):
+            text = re.sub(r'<[^>]+>', '', block)                       # what the reader sees
+            raw += [f'{page.relative_to(html)}: {m}' for m in re.findall(r'&lt;(?:a|code|/a|/code)\b[^&]{0,60}', text)]
+    assert not raw, f'{len(raw)} raw HTML tags shown in code blocks:\n' + '\n'.join(raw[:20])
+
+
 def test_quarto_configuration_stays_valid():
     "nbdev_docs (with Quarto, where installed) reads nbs/_quarto.yml; it must parse and point at nbdev's files."
     import yaml

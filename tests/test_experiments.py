@@ -73,8 +73,9 @@ def test_pretrain_finetune_evaluate_predict_notebooks(tmp_path):
     r = papermill('predict.ipynb', tmp_path / 'predict.ipynb', 'predict_motorcycle_tiny.yaml', tmp_path,
                   left=sample / 'im0.png', right=sample / 'im1.png', calib=sample / 'calib.txt')
     assert r.returncode == 0, r.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / 'predictions').iterdir()) == \
-        ['im0_cloud.ply', 'im0_depth.npy', 'im0_disp.npy', 'im0_disp.pfm', 'im0_disp.png']
+    assert [p.name for p in (tmp_path / 'predictions').iterdir()] == ['Motorcycle-perfect']   # one folder per pair, named after its scene
+    assert sorted(p.name for p in (tmp_path / 'predictions' / 'Motorcycle-perfect').iterdir()) == \
+        ['cloud_m.ply', 'confidence_lr.npy', 'confidence_lr.png', 'depth_m.npy', 'disp.npy', 'disp.pfm', 'disp.png']
 
 
 def test_failing_run_exits_nonzero_with_the_error_in_the_notebook(tmp_path):
@@ -103,7 +104,8 @@ def test_cli_errors_before_training(tmp_path, monkeypatch, capsys):
                       (('finetune', CONFIGS / 'finetune_sceneflow_scratch_tiny.yaml', 'init=imagenet'), "init='imagenet'"),
                       (('pretrain', CONFIGS / 'pretrain_mse.yaml'), "root '/data/SceneFlow' does not exist"),
                       (('evaluate', CONFIGS / 'evaluate_sceneflow_tiny.yaml', 'protocol=kitti'), "protocol 'kitti' unknown"),
-                      (('predict', CONFIGS / 'predict_motorcycle_tiny.yaml'), "left: image 'data_samples/middlebury2014/Motorcycle-perfect/im0.png' does not exist"),
+                      (('predict', CONFIGS / 'predict_motorcycle_tiny.yaml'), "calibration file 'data_samples/middlebury2014/Motorcycle-perfect/calib.txt' does not exist"),
+                      (('predict', CONFIGS / 'predict_motorcycle_tiny.yaml', 'calib='), "left: 'data_samples/middlebury2014/Motorcycle-perfect/im0.png' is no image file, folder or glob that exists"),
                       (('pretrain', tmp_path / 'missing.yaml'), "missing.yaml' does not exist")]:
         assert main([str(a) for a in args]) == 2, args
         assert msg in capsys.readouterr().err, args
@@ -112,20 +114,59 @@ def test_cli_errors_before_training(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / 'runs').exists()
 
 
+TINY_ORDER = ['pretrain_mse_tiny', 'pretrain_perceptual_tiny', 'pretrain_ssim_tiny', 'finetune_sceneflow_mim_tiny',
+              'finetune_sceneflow_timm_tiny', 'finetune_sceneflow_scratch_tiny', 'finetune_middlebury_tiny', 'finetune_eth3d_tiny',
+              'evaluate_sceneflow_tiny', 'predict_motorcycle_tiny']   # the order the chained experiments need
+
+
+def samples_cwd(tmp_path: Path) -> Path:
+    "A working folder that sees the repository's data_samples/ and nbs/ where the docs' commands expect them (the repo root)."
+    for d in ('data_samples', 'nbs'): (tmp_path / d).symlink_to(REPO / d)
+    return tmp_path
+
+
 def test_every_tiny_config_through_the_cli(tmp_path):
     "All tiny configs, chained like the full experiments (stage 1, stage 2 from it, then the Middlebury/ETH3D fine-tunes)."
     import timm, torch
     w = tmp_path / 'runs' / 'weights' / 'vit_tiny_timm.pth'; w.parent.mkdir(parents=True)
     torch.save(timm.models.VisionTransformer(img_size=64, patch_size=16, embed_dim=128, depth=4, num_heads=4).state_dict(), w)  # the tiny preset's width
-    order = ['pretrain_mse_tiny', 'pretrain_perceptual_tiny', 'pretrain_ssim_tiny', 'finetune_sceneflow_mim_tiny',
-             'finetune_sceneflow_timm_tiny', 'finetune_sceneflow_scratch_tiny', 'finetune_middlebury_tiny', 'finetune_eth3d_tiny',
-             'evaluate_sceneflow_tiny', 'predict_motorcycle_tiny']
-    assert sorted(order) == sorted(p.stem for p in CONFIGS.glob('*_tiny.yaml'))
-    sample = REPO / 'data_samples' / 'middlebury2014' / 'Motorcycle-perfect'
-    for name in order:
-        extra = [f'left={sample / "im0.png"}', f'right={sample / "im1.png"}', f'calib={sample / "calib.txt"}'] if name.startswith('predict') else []
-        r = cli(name.split('_')[0], CONFIGS / f'{name}.yaml', *extra, cwd=tmp_path)
+    assert sorted(TINY_ORDER) == sorted(p.stem for p in CONFIGS.glob('*_tiny.yaml'))
+    samples_cwd(tmp_path)
+    for name in TINY_ORDER:
+        r = cli(name.split('_')[0], CONFIGS / f'{name}.yaml', cwd=tmp_path)
         assert r.returncode == 0, (name, r.stderr[-3000:])
+    # the predict notebook's second command, verbatim: every bundled pair, one folder each, with depth from its calib.txt
+    nb = json.loads((EXP / 'predict.ipynb').read_text())
+    cmd = next(l.strip() for c in nb['cells'] for l in ''.join(c['source']).splitlines() if 'predict_motorcycle_tiny.yaml left=' in l)
+    r = subprocess.run(cmd.replace('stereomae ', f'{sys.executable} -m stereomae.cli ', 1), shell=True, capture_output=True, text=True,
+                       env=_env(), cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    folders = sorted(p.name for p in (tmp_path / 'predictions').iterdir())
+    assert folders == ['Motorcycle-perfect', 'Motorcycle-perfect-2', 'synthetic-s0-000000-perfect', 'synthetic-s0-000001-perfect',
+                       'synthetic-s0-000002-perfect'], folders    # the config's run wrote the first; nothing is written over
+    assert (tmp_path / 'predictions' / 'synthetic-s0-000002-perfect' / 'cloud_m.ply').is_file()
+    assert r.stdout.count(' px -> ') == 4, r.stdout
+
+
+def test_every_config_file_the_docs_name_exists_and_a_test_runs_it():
+    """Every parameter file a page names (README, chapters, guides, experiments, tutorials) exists, and the suite runs it: a
+    tiny one through the command line (test_every_tiny_config_through_the_cli), a full-scale one through its tiny version
+    (it needs the real data sets; its keys are checked by test_every_config_is_flat_and_known), the tutorial's tiny.yaml by
+    test_tutorial_tiny (its others are checked against the notebook's parameters by test_configs_parse)."""
+    import re
+    pages = [REPO / 'README.md'] + [p for p in (REPO / 'nbs').rglob('*.ipynb') if not {'_proc', '.ipynb_checkpoints'} & set(p.parts)]
+    homes = {CONFIGS: 'experiments', REPO / 'nbs' / 'tutorials' / 'configs': 'tutorial'}
+    named = {}
+    for p in pages:
+        for m in re.finditer(r'(?<![\w-])((?:pretrain|finetune|evaluate|predict)_\w+|tiny|full|cpu_long)\.yaml\b', p.read_text(encoding='utf-8')):
+            named.setdefault(m[0], str(p.relative_to(REPO)))
+    missing = [f'{n} (named in {p})' for n, p in named.items() if not any((h / n).is_file() for h in homes)]
+    assert not missing, f'the docs name config files that do not exist: {missing}'
+    assert {'pretrain_mse_tiny.yaml', 'finetune_sceneflow_mim.yaml', 'tiny.yaml'} <= set(named), sorted(named)
+    for n in named:
+        if (CONFIGS / n).is_file():
+            stem = n.removesuffix('.yaml')
+            assert (stem if stem.endswith('_tiny') else stem + '_tiny') in TINY_ORDER, f'no test runs {n} (nor a tiny version of it)'
 
 
 def test_resuming_never_mixes_two_configurations(tmp_path):

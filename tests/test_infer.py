@@ -4,6 +4,7 @@ The model is OpenCV's SGBM (`stereomae.infer.SGBM`, dev extra), so these tests n
 check that a real matcher scores like one under the kit's protocols.
 """
 import json, math
+from pathlib import Path
 import numpy as np
 import pytest
 import torch
@@ -37,11 +38,50 @@ def test_evaluate_middlebury_sample(tmp_path):
 def test_prediction_files_of_the_sample(tmp_path):
     s = motorcycle_samples()[0]
     pred = predict_disparity(SGBM(num_disp=96), s['left'], s['right'], lr_check=True)
-    files = save_prediction(tmp_path / 'moto', pred, s['left'], sample_calib(s))   # the sample's calib.txt
+    files = save_prediction(tmp_path / 'moto', pred, s['left'], sample_calib(s), depth_unit='mm')   # the sample's calib.txt
     cloud = read_ply(files['ply'])
     assert cloud['count'] == int(pred.valid.sum()) > 0.5 * pred.valid.numel()
     z = cloud['points'][:, 2]
     assert np.isfinite(z).all() and 500 < np.median(z) < 20000   # the motorcycle stands a few metres away (mm)
+    assert Path(files['ply']).name == 'cloud_mm.ply' and 'units: mm (millimetres)' in cloud['comments']
+    metres = save_prediction(tmp_path / 'moto-m', pred, s['left'], sample_calib(s), formats=('depth', 'ply'))
+    assert np.allclose(read_ply(metres['ply'])['points'], cloud['points'] / 1000, rtol=1e-5)
+    depth = np.load(metres['depth'])
+    assert np.allclose(depth[pred.valid[0, 0].numpy() & np.isfinite(depth)], z / 1000, rtol=1e-5)   # the cloud's pixels, in metres
+
+
+def test_masks_apply_to_every_format(tmp_path):
+    "The left-right mask and a confidence threshold: NaN in .npy/.pfm/depth, 0 in the KITTI PNG, absent from the .ply, black in the PNG."
+    from stereomae.io import read_pfm, read_disparity
+    s = motorcycle_samples()[0]
+    pred = predict_disparity(SGBM(num_disp=96), s['left'], s['right'], lr_check=True, confidence='lr', min_confidence=0.5)
+    v = pred.valid[0, 0].numpy()
+    assert 0.3 < v.mean() < 0.99 and (pred.confidence['lr'][0, 0].numpy()[v] >= 0.5).all()
+    files = save_prediction(tmp_path / 'm', pred, s['left'], sample_calib(s), formats=('png', 'npy', 'pfm', 'kitti', 'depth', 'ply', 'confidence'))
+    assert (np.isnan(np.load(files['npy'])) == ~v).all() and (np.isnan(read_pfm(files['pfm'])) == ~v).all()
+    assert (np.isnan(np.load(files['depth'])) == ~v).all()
+    kd, kv = read_disparity(files['kitti']); assert not kv[~v].any()
+    assert read_ply(files['ply'])['count'] == v.sum()
+    c = np.load(files['confidence_lr']); assert c.shape == v.shape and 0 <= c.min() and c.max() <= 1
+    assert (plt_read(files['mask']) > 0.5).tolist() == v.tolist()
+
+
+def plt_read(path):
+    import matplotlib.pyplot as plt
+    return plt.imread(path)
+
+
+def test_updates_confidence_of_a_disparity_model():
+    "The 'updates' confidence of a real DisparityModel (random weights: only the plumbing): in [0, 1], tiled like the disparity."
+    from stereomae.disparity import DisparityModel
+    torch.manual_seed(0)
+    m = DisparityModel(backbone='cnn', hidden_dims=(16,), shared_backbone=True, n_downsample=3, n_gru_layers=2)
+    x, y = torch.rand(1, 3, 64, 160), torch.rand(1, 3, 64, 160)
+    whole = predict_disparity(m, x, y, iters=5, confidence=['updates', 'lr'])
+    c = whole.confidence['updates']
+    assert c.shape == (1, 1, 64, 160) and 0 <= c.min() and c.max() <= 1 and list(whole.confidence) == ['updates', 'lr']
+    tiled = predict_disparity(m, x, y, iters=5, confidence='updates', tile=(64, 96), overlap=(0, 64), max_disp=32)
+    assert tiled.tiles == 3 and tiled.confidence['updates'].shape == c.shape   # tiles at x = 0, 32, 64
 
 
 def test_evaluate_synthetic_heldout():
@@ -86,7 +126,7 @@ def test_evaluation_notebook_runs(tmp_path, repo):
     "The papermill experiment `nbs/experiments/evaluate.ipynb` with small parameters; an unknown protocol is a clear error."
     papermill = pytest.importorskip('papermill')
     nb = repo / 'nbs' / 'experiments' / 'evaluate.ipynb'
-    params = dict(dataset='synthetic', limit=2, protocols='eth3d,sceneflow', num_disp=48, worst=1, out_dir=str(tmp_path / 'eval'))
+    params = dict(dataset='synthetic', limit=2, protocols='eth3d,sceneflow', model_options=dict(num_disp=48), worst=1, out_dir=str(tmp_path / 'eval'))
     papermill.execute_notebook(str(nb), str(tmp_path / 'out.ipynb'), parameters=params, progress_bar=False, cwd=str(tmp_path))
     saved = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
     assert saved['summary']['protocol'] == 'eth3d' and 'sceneflow' in saved['others'] and len(saved['rows']) == 2

@@ -38,6 +38,7 @@ def _directives(src: str):
 
 
 _CODE = re.compile(r'(```.*?```|`[^`\n]*`)', re.S)
+_FENCE = re.compile(r'(```.*?```)', re.S)
 
 
 class PageConverter:
@@ -50,7 +51,13 @@ class PageConverter:
         self.page, self.folder = '', []   # the notebook being converted and its folder, relative to the site root
 
     def fix_markdown(self, md: str, depth: int) -> str:
-        "Quarto-only syntax out, links to the published site made relative and pointed at docutils ids."
+        """Quarto-only syntax out, links to the published site made relative and pointed at docutils ids; inside code blocks
+        (API signatures, whose argument comments nbdev links) a link becomes its text, since code shows no HTML."""
+        parts = _FENCE.split(md)
+        return ''.join(re.sub(r'\[([^\]\n]+)\]\((?:[a-z]+:[^)\s]*|[\w/.-]+\.(?:html|ipynb)(?:#[^)\s]*)?)\)', r'\1', p) if i % 2
+                       else self._fix_prose(p, depth) for i, p in enumerate(parts))
+
+    def _fix_prose(self, md: str, depth: int) -> str:
         md = re.sub(r'\{target="_blank"[^}]*\}', '', md)
         rel = '../' * depth
 
