@@ -167,20 +167,16 @@ def build_disparity_model(cfg:FinetuneConfig, model_cfg:DisparityConfig, seed:in
 # %% ../nbs/10a_builders.ipynb #f29e6cc5
 MODEL_SOURCES = "a kit run directory (or its weights.safetensors), a RAFT-Stereo checkpoint (raftstereo-*.pth) or 'sgbm'"
 
-RAFT_STEREO_CHECKPOINTS = {   # princeton-vl/RAFT-Stereo's published files: what they were trained on, what their README runs them with
-    'raftstereo-sceneflow.pth': dict(trained='SceneFlow (FlyingThings3D, Monkaa, Driving): 200k steps, batch 8', options={}, iters=32,
-                                     readme='evaluate_stereo.py --dataset things'),
-    'raftstereo-middlebury.pth': dict(trained='the SceneFlow model fine-tuned on the Middlebury 2014 scenes', options={}, iters=32,
-                                      readme='--corr_implementation alt --mixed_precision (RAFT-Stereo recommends it for images in the wild)'),
-    'raftstereo-eth3d.pth': dict(trained='the SceneFlow model fine-tuned for the ETH3D two-view benchmark', options={}, iters=32,
-                                 readme='demo.py with the default options'),
+RAFT_STEREO_CHECKPOINTS = {   # princeton-vl/RAFT-Stereo's published files: what they were trained on, the flags its README runs them with
+    'raftstereo-sceneflow.pth': dict(trained='SceneFlow (FlyingThings3D, Monkaa, Driving): 200k steps, batch 8', readme='', options={}, iters=32),
+    'raftstereo-middlebury.pth': dict(trained="the SceneFlow model fine-tuned on the Middlebury 2014 scenes; RAFT-Stereo's pick for images in the wild",
+                                      readme='--corr_implementation alt --mixed_precision', options={}, iters=32),
+    'raftstereo-eth3d.pth': dict(trained='the SceneFlow model fine-tuned for the ETH3D two-view benchmark', readme='', options={}, iters=32),
     'raftstereo-realtime.pth': dict(trained='the real-time variant (shared backbone, 1/8 resolution, two GRU levels)',
-                                    options=dict(slow_fast_gru=True), iters=7,
                                     readme='--shared_backbone --n_downsample 3 --n_gru_layers 2 --slow_fast_gru --valid_iters 7 '
-                                           '--corr_implementation reg_cuda --mixed_precision'),
+                                           '--corr_implementation reg_cuda --mixed_precision', options=dict(slow_fast_gru=True), iters=7),
     'iraftstereo_rvc.pth': dict(trained="iRaftStereo_RVC (Jiang et al. 2022): a mixed-dataset model, 2nd in the Robust Vision "
-                                        "Challenge 2022 stereo track", options=dict(context_norm='instance'), iters=32,
-                                readme='--context_norm instance'),
+                                        "Challenge 2022 stereo track", readme='--context_norm instance', options=dict(context_norm='instance'), iters=32),
 }
 
 @dataclass

@@ -150,8 +150,8 @@ _TEMP_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789_'  # tempfile.mkstemp's alph
 
 def _umask()->int:
     "The process's umask, read without changing it where the system allows (Linux), else set and restored at once."
-    with contextlib.suppress(OSError, ValueError):
-        for line in open('/proc/self/status'):
+    with contextlib.suppress(OSError, ValueError), open('/proc/self/status') as f:
+        for line in f:
             if line.startswith('Umask:'): return int(line.split()[1], 8)
     mask = os.umask(0o022); os.umask(mask)
     return mask

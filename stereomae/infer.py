@@ -25,7 +25,7 @@ __all__ = ['UPDATE_WINDOW', 'UPDATE_SCALE', 'CONFIDENCE_MEASURES', 'LENGTH_UNITS
            'GENERIC_VIEW_NAMES', 'PAIR_ERRORS', 'as_image', 'tile_starts', 'blend_profile', 'lr_consistency',
            'flying_pixels', 'lr_confidence', 'update_confidence', 'DisparityPrediction', 'predict_disparity',
            'fill_background', 'SGBM', 'sparsification', 'read_calibration', 'resolve_calib', 'depth_scale',
-           'disparity_to_depth', 'write_ply', 'read_ply', 'disparity_to_points', 'save_disparity_png',
+           'disparity_to_depth', 'write_ply', 'read_ply', 'disparity_to_points', 'colorize', 'save_disparity_png',
            'save_confidence_png', 'save_npy', 'save_prediction', 'StereoPair', 'scene_names', 'find_pairs',
            'PairResult', 'writable_folder', 'predict_pairs', 'EvalResult', 'sample_calib', 'evaluate']
 
@@ -446,22 +446,35 @@ def disparity_to_points(disp,                       # (H, W) disparity (or anyth
     return pts, img[ys, xs, :3]
 
 # %% ../nbs/09a_infer.ipynb #6d39bb1c
-def save_disparity_png(path:str|Path, disp, valid=None, title:str='disparity', vmin=None, vmax=None, cmap:str='turbo'):
-    "A colour-mapped disparity with a colour bar, as a PNG (invalid pixels black; `vmin`/`vmax` fix the colour scale)."
-    d = to_numpy(disp)
-    fig, ax = plt.subplots(figsize=(8, 8 * d.shape[0] / d.shape[1] + 0.4))
-    show_disparity(d, valid, ax=ax, title=title, vmin=vmin, vmax=vmax, cmap=cmap)
-    with atomic_write(path) as t: fig.savefig(t, format='png', dpi=100, bbox_inches='tight')
-    plt.close(fig)
+def colorize(values,                     # (H, W) disparity (or any map)
+             valid=None,                 # (H, W) bool: False is black
+             vmin:float|None=None, vmax:float|None=None, # the colour scale (None: the 1st and 99th percentiles)
+             cmap:str='turbo', unit:str='px',
+            )->np.ndarray:               # (H, W + 64, 3) uint8: the map, then a colour bar with its ends and unit
+    "A colour picture of a map at its own resolution, with a colour bar, through a 256-colour table (fast: no figure)."
+    from PIL import Image, ImageDraw, ImageFont
+    v = to_numpy(values).astype(np.float32)
+    bad = ~np.isfinite(v) if valid is None else ~to_numpy(valid).astype(bool) | ~np.isfinite(v)
+    good = v[~bad]
+    lo = float(np.percentile(good, 1)) if vmin is None and good.size else 0. if vmin is None else vmin
+    hi = float(np.percentile(good, 99)) if vmax is None and good.size else lo + 1 if vmax is None else vmax
+    lut = (plt.get_cmap(cmap)(np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+    rgb = lut[np.clip((np.nan_to_num(v, nan=lo) - lo) * (255 / max(hi - lo, 1e-12)), 0, 255).astype(np.uint8)]
+    rgb[bad] = 0
+    H, W = v.shape
+    bar = np.full((H, 64, 3), 255, np.uint8)
+    if H > 24: bar[10:H - 10, 6:20] = lut[np.linspace(255, 0, H - 20).astype(np.uint8)][:, None]
+    img = Image.fromarray(np.concatenate([rgb, bar], 1)); draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    for y, text in ((4, f'{hi:.3g}'), (H // 2 - 6, unit), (H - 16, f'{lo:.3g}')): draw.text((W + 23, max(y, 0)), text, fill=(0, 0, 0), font=font)
+    return np.asarray(img)
 
-def save_confidence_png(path:str|Path, conf, title:str='confidence'):
+def save_disparity_png(path:str|Path, disp, valid=None, vmin=None, vmax=None, cmap:str='turbo'):
+    "A colour-mapped disparity with a colour bar, as a PNG at the map's resolution (invalid pixels black; `vmin`/`vmax` fix the scale)."
+    write_image(path, colorize(disp, valid, vmin, vmax, cmap), 'disparity PNG')
+
+def save_confidence_png(path:str|Path, conf):
     "A confidence map in [0, 1] as a PNG with a colour bar (dark: unsure)."
-    c = to_numpy(conf)
-    fig, ax = plt.subplots(figsize=(8, 8 * c.shape[0] / c.shape[1] + 0.4))
-    im = ax.imshow(c, cmap='magma', vmin=0, vmax=1); fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    ax.set_title(title); ax.axis('off')
-    with atomic_write(path) as t: fig.savefig(t, format='png', dpi=100, bbox_inches='tight')
-    plt.close(fig)
+    write_image(path, colorize(conf, vmin=0, vmax=1, cmap='magma', unit=''), 'confidence PNG')
 
 def save_npy(path:str|Path, array):
     "`np.save`, atomically (and without NumPy appending a second `.npy`)."
@@ -477,7 +490,6 @@ def save_prediction(folder:str|Path,              # the pair's folder: disp.png,
                     formats:tuple=SAVE_FORMATS,   # any of png, npy, pfm, kitti, depth, ply, confidence
                     depth_unit:str='m',           # depth and point cloud in metres ('m') or millimetres ('mm'), named in the file names
                     vmin:float|None=None, vmax:float|None=None, # fixed colour scale of disp.png (None: 1st and 99th percentiles)
-                    title:str|None=None,          # title of the pictures (default: the folder's name)
                     binary_ply:bool=True,
                    )->dict:                       # what -> written path
     "Write one prediction in every requested format into `folder`, the pixels it masks masked alike in each."
@@ -493,9 +505,8 @@ def save_prediction(folder:str|Path,              # the pair's folder: disp.png,
     d, v = to_numpy(p.disp).astype(np.float32), None if p.valid is None else to_numpy(p.valid).astype(bool)
     dm = d if v is None else np.where(v, d, np.nan).astype(np.float32)   # what the value files hold
     folder, out = Path(folder), {}
-    title = folder.name if title is None else title
     def dst(key, name): out[key] = q = folder / name; return q
-    if 'png' in formats: save_disparity_png(dst('png', 'disp.png'), d, v, title=title, vmin=vmin, vmax=vmax)
+    if 'png' in formats: save_disparity_png(dst('png', 'disp.png'), d, v, vmin=vmin, vmax=vmax)
     if 'npy' in formats: save_npy(dst('npy', 'disp.npy'), dm)
     if 'pfm' in formats: write_pfm(dst('pfm', 'disp.pfm'), dm)
     if 'kitti' in formats: write_kitti_disparity(dst('kitti', 'disp_kitti.png'), d, v)
@@ -509,7 +520,7 @@ def save_prediction(folder:str|Path,              # the pair's folder: disp.png,
     if 'confidence' in formats:
         for m, conf in p.confidence.items():
             save_npy(dst(f'confidence_{m}', f'confidence_{m}.npy'), to_numpy(conf).astype(np.float32))
-            save_confidence_png(dst(f'confidence_{m}_png', f'confidence_{m}.png'), conf, f'{title}: confidence ({m})')
+            save_confidence_png(dst(f'confidence_{m}_png', f'confidence_{m}.png'), conf)
     if v is not None and out: write_image(dst('mask', 'mask.png'), v.astype(np.uint8) * 255, 'mask PNG')
     return {k: str(q) for k, q in out.items()}
 
@@ -646,7 +657,7 @@ def predict_pairs(model:nn.Module,              # any model predict_disparity ta
             left = as_image(s['left'], 'left')                                        # read once: the model's input and the cloud's colours
             pred = predict_disparity(model, left, s['right'], **predict_kw)
             r.folder = _new_folder(out_dir / pair.name)
-            r.files = save_prediction(r.folder, pred, left[0], c, formats, depth_unit, vmin, vmax, title=pair.name)
+            r.files = save_prediction(r.folder, pred, left[0], c, formats, depth_unit, vmin, vmax)
             kept = pred.masked()[0, 0]; kept = kept[torch.isfinite(kept)]
             r.seconds, r.size = pred.seconds, tuple(pred.disp.shape[-2:])
             r.disp_range = (float(kept.min()), float(kept.max())) if kept.numel() else None

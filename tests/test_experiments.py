@@ -182,3 +182,27 @@ def test_resuming_never_mixes_two_configurations(tmp_path):
     r = cli('finetune', *base, 'lr=0.002', f'resume={ckpt}', 'steps=3', cwd=tmp_path)   # named explicitly: continued
     assert r.returncode == 0 and 'resuming' in r.stdout, r.stderr[-2000:]
     assert (ckpt.parent / 'step_0000003.pt').exists()
+
+
+def test_the_happy_path_prints_no_warning(tmp_path):
+    """A tiny fine-tune, then predict and evaluate with it, with SGBM and with a RAFT-Stereo checkpoint, under Python's
+    default warning filters (ResourceWarning and DeprecationWarning shown): nothing but the summary on stdout, an empty stderr."""
+    import torch
+    from stereomae.disparity import DisparityModel, RAFT_STEREO_REALTIME
+    samples_cwd(tmp_path)
+    torch.manual_seed(0)
+    torch.save({f'module.{k}': v for k, v in DisparityModel(**RAFT_STEREO_REALTIME, hidden_dims=(16,)).raft_stereo_state_dict().items()},
+               tmp_path / 'raftstereo-realtime.pth')
+    moto = 'data_samples/middlebury2014/Motorcycle-perfect'
+    pair = [f'left={moto}/im0.png', f'right={moto}/im1.png', 'formats=[png,npy,pfm,kitti,depth,ply]', 'progress=false']
+    for args in [('finetune', CONFIGS / 'finetune_sceneflow_scratch_tiny.yaml', 'steps=2', 'valid_data=[]', 'progress=false'),
+                 ('predict', 'model=runs/finetune/sceneflow-scratch-tiny', 'confidence=[lr,updates]', *pair),
+                 ('predict', 'model=raftstereo-realtime.pth', 'lr_check=true', 'valid_iters=2', *pair),
+                 ('predict', 'model=sgbm', 'model_options={num_disp: 64}', 'vmin=0', 'vmax=64', *pair),
+                 ('evaluate', 'model=sgbm', 'progress=false'),
+                 ('evaluate', 'model=runs/finetune/sceneflow-scratch-tiny', 'progress=false')]:
+        r = subprocess.run([sys.executable, '-W', 'default', '-m', 'stereomae.cli', *map(str, args)], capture_output=True, text=True,
+                           env=_env(), cwd=tmp_path, timeout=900)
+        assert r.returncode == 0 and r.stderr == '', (args, r.stderr[-3000:])
+        assert 'model: ' in r.stdout or args[0] == 'finetune', r.stdout
+    assert sorted(p.name for p in (tmp_path / 'predictions').iterdir()) == ['Motorcycle-perfect', 'Motorcycle-perfect-2', 'Motorcycle-perfect-3']

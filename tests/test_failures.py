@@ -1,11 +1,11 @@
-"""The kit's battery of bad inputs: 98 cases, each one call that must fail with a one-line message naming what is at fault.
+"""The kit's battery of bad inputs: 120 cases, each one call that must fail with a one-line message naming what is at fault.
 
 Each row of `CASES` is a `Case`: an id (`module-what`), a call that takes a scratch folder `tmp` (a `pathlib.Path` in
 which the row writes its bad files), the exception class expected (or a warning class, for the documented cases that
 warn and go on), and a substring of the message. A row passes when the call raises (or warns) that class with a
 message of one line that contains the substring.
 
-To add rows (training, checkpoints, the command line): append them to `CASES` in a section of their own, and change
+To add rows (training, checkpoints, the command line, model sources and pairs): append them to `CASES` in a section of their own, and change
 the count in the first line of this docstring; `test_the_docstring_states_the_count` keeps the two equal.
 
 Below the table, the write guarantees of `stereomae.core.atomic_write` that a single call cannot show (file modes
@@ -163,6 +163,35 @@ def pickled(tmp):
 
 
 
+# ---------------------------------------------------------------------------------------------------- model sources and pairs
+
+MOTO = Path(__file__).resolve().parents[1] / 'data_samples' / 'middlebury2014' / 'Motorcycle-perfect'
+
+
+def raft_checkpoint(tmp, name='raftstereo-test.pth', **options):
+    "A RAFT-Stereo checkpoint in the published layout, written by the kit (random weights, narrow GRUs: quick)."
+    from stereomae.disparity import DisparityModel
+    torch.manual_seed(0)
+    sd = DisparityModel(backbone='cnn', hidden_dims=(16,), shared_backbone=True, n_downsample=3, n_gru_layers=2, **options).raft_stereo_state_dict()
+    torch.save({f'module.{k}': v for k, v in sd.items()}, tmp / name); return tmp / name
+
+
+def pairs_of_two_sizes(tmp):
+    "A folder run: Motorcycle, and a pair whose right view is 7 columns narrower."
+    for scene, cut in (('good', 0), ('bad-size', 7)):
+        (tmp / scene).mkdir(); shutil.copy(MOTO / 'im0.png', tmp / scene / 'im0.png')
+        right = np.asarray(Image.open(MOTO / 'im1.png')); Image.fromarray(right[:, :right.shape[1] - cut]).save(tmp / scene / 'im1.png')
+    return dict(model='sgbm', left=f'{tmp}/*/im0.png', right=f'{tmp}/*/im1.png', out_dir=str(tmp / 'out'), progress=False)
+
+
+def sgbm_without_opencv(tmp):
+    with mock.patch.dict('sys.modules', {'cv2': None}): return builders.predict_job(dict(model='sgbm', left=str(MOTO / 'im0.png'), right=str(MOTO / 'im1.png'), out_dir=str(tmp)))
+
+
+def a_calibration_of_no_kind(tmp):
+    (tmp / 'cam.txt').write_text('focal 1000\nbaseline 0.1\n'); return tmp / 'cam.txt'
+
+
 # ---------------------------------------------------------------------------------------------------- the table
 
 CASES = [
@@ -287,6 +316,32 @@ CASES = [
     # the stage-1 model refuses what would learn nothing
     Case('mae-config-ratio-0-masked-loss', lambda t: maemod.MaeConfig(mask_ratio=0.0), ValueError, "mask_ratio is 0 with loss_region='masked'"),
     Case('mae-mask-hides-a-whole-view', lambda t: tiny_mae()(IMG(1, 3, 64, 128), IMG(1, 3, 64, 128), mask=torch.ones(1, 2, 64, dtype=torch.bool)), ValueError, 'mask hides all 64 patches of the left view of pair 0'),
+
+    # model sources (issue 17): what was looked for is named, and what the weights cannot tell is asked for
+    Case('source-none-of-them', lambda t: builders.resolve_model(t / 'raft.pth'), FileNotFoundError, "raft.pth' is none of the model sources: no such file or folder, and not 'sgbm'"),
+    Case('source-unknown-suffix', lambda t: builders.resolve_model((t.joinpath('w.onnx').write_bytes(b'x'), t / 'w.onnx')[1]), ValueError, "w.onnx' is a .onnx file: expected a kit run directory"),
+    Case('source-pth-not-raft-stereo', lambda t: builders.resolve_model((torch.save({'w': torch.zeros(2)}, t / 'x.pth'), t / 'x.pth')[1]), ValueError, "x.pth' is not a RAFT-Stereo checkpoint"),
+    Case('source-pth-pickled-code', lambda t: builders.resolve_model(pickled(t)), ValueError, "w.pth' cannot be read safely"),
+    Case('source-raft-corr-split-unknown', lambda t: builders.resolve_model(raft_checkpoint(t, corr_levels=3)), ValueError, 'reads 27 correlation channels = corr_levels·(2·corr_radius+1), which the weights cannot split: give corr_levels or corr_radius'),
+    Case('source-raft-context-norm-unknown', lambda t: builders.resolve_model(raft_checkpoint(t, context_norm='instance')), ValueError, "context_norm is 'instance' (as in iRaftStereo_RVC) or 'none', which the weights cannot tell apart: give it"),
+    Case('source-raft-contradicted', lambda t: builders.resolve_model(raft_checkpoint(t), n_gru_layers=3), ValueError, 'n_gru_layers=3 but the checkpoint has n_gru_layers=2'),
+    Case('source-sgbm-unknown-option', lambda t: builders.resolve_model('sgbm', disparities=64), ValueError, "model_options ['disparities'] are not SGBM's"),
+    Case('source-sgbm-without-opencv', sgbm_without_opencv, builders.ConfigError, "pip install 'stereomae[cv]'"),
+    Case('source-run-architecture-option', lambda t: builders.resolve_model(finished(t).parents[1], hidden_dims=[8]), ValueError, "model_options ['hidden_dims'] cannot change the kit run"),
+
+    # predict over pairs (issue 17): the pairs, the calibration and the output folder are checked before the model runs
+    Case('pairs-glob-matches-nothing', lambda t: builders.predict_job(dict(model='sgbm', left=f'{t}/*/left.png', right=f'{t}/*/right.png')), builders.ConfigError, "left: the glob '"),
+    Case('pairs-lists-of-different-lengths', lambda t: builders.predict_job(dict(model='sgbm', left=f'{MOTO.parents[1]}/*/*/im0.png', right=str(MOTO / 'im1.png'), out_dir=str(t))), builders.ConfigError, 'matches 1 (im1.png): every left image needs its right one'),
+    Case('pairs-left-missing', lambda t: builders.predict_job(dict(model='sgbm', left=str(t / 'l.png'), right=str(MOTO / 'im1.png'))), builders.ConfigError, "l.png' is no image file, folder or glob that exists"),
+    Case('pairs-one-of-two-sizes', lambda t: builders.predict_job(pairs_of_two_sizes(t)), builders.PairsFailed, '1 of 2 pairs failed (bad-size; each error is above)'),
+    Case('pairs-right-with-a-data-set', lambda t: builders.predict_job(dict(model='sgbm', left='samples', right='x.png')), builders.ConfigError, "left names the data set 'samples', which gives both views: leave right empty"),
+    Case('pairs-output-not-writable', lambda t: builders.predict_job(dict(model='sgbm', left=str(MOTO / 'im0.png'), right=str(MOTO / 'im1.png'), out_dir='/sys/no-predictions-here')), OSError, "cannot write in the output folder '/sys/no-predictions-here'"),
+    Case('pairs-depth-without-calibration', lambda t: builders.predict_job(dict(model='sgbm', left=f'{pairs_of_two_sizes(t)["left"]}', right=f'{t}/*/im1.png', formats=['depth'])), builders.ConfigError, 'formats asks for depth but no pair has a calibration'),
+    Case('pairs-calibration-of-no-kind', lambda t: infer.read_calibration(a_calibration_of_no_kind(t)), ValueError, "cam.txt' is none of the known kinds"),
+    Case('pairs-depth-unit-unknown', lambda t: builders.predict_job(dict(model='sgbm', left=str(MOTO / 'im0.png'), right=str(MOTO / 'im1.png'), depth_unit='cm')), builders.ConfigError, "depth_unit is 'cm': use one of ['mm', 'm']"),
+    Case('confidence-updates-of-sgbm', lambda t: infer.predict_disparity(infer.SGBM(num_disp=16), IMG(1, 3, 8, 32), IMG(1, 3, 8, 32), confidence='updates'), ValueError, "SGBM does not: use confidence=['lr']"),
+    Case('confidence-threshold-without-measure', lambda t: infer.predict_disparity(ConstantModel(), IMG(1, 3, 4, 4), IMG(1, 3, 4, 4), min_confidence=0.5), ValueError, 'no confidence is computed'),
+    Case('confidence-unknown-measure', lambda t: infer.predict_disparity(ConstantModel(), IMG(1, 3, 4, 4), IMG(1, 3, 4, 4), confidence=['peak']), ValueError, "confidence has ['peak']: known measures are ('lr', 'updates')"),
 ]
 
 
@@ -420,3 +475,14 @@ def test_a_bad_input_is_not_taken_for_a_full_disk(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="cannot write the file .*a.pt': No space left on device"):
         with core.atomic_write(tmp_path / 'a.pt') as t: raise RuntimeError('[enforce fail at inline_container.cc:672]')
     assert only_file(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------------- pairs
+
+def test_a_failing_pair_is_named_and_the_others_are_written(tmp_path, capsys):
+    "A folder run with one pair of two sizes: that pair's line names it and its files, the other pair is written, the job fails at the end."
+    with pytest.raises(builders.PairsFailed): builders.predict_job(pairs_of_two_sizes(tmp_path))
+    out = capsys.readouterr().out
+    assert 'good: 741x500' in out and 'bad-size: error: ' in out and "bad-size/im1.png: left is (1, 3, 500, 741), right is (1, 3, 500, 734)" in out, out
+    assert sorted(p.name for p in (tmp_path / 'out' / 'good').iterdir()) == ['disp.npy', 'disp.pfm', 'disp.png']
+    assert not (tmp_path / 'out' / 'bad-size').exists()

@@ -41,6 +41,28 @@ def test_readme_starts_with_two_commands_and_ci_runs_them():
     assert cmds[0] in ci and cmds[1] in ci, '.ci/run must run the README commands verbatim'
 
 
+def section_commands(readme: str, heading: str) -> list[str]:
+    "The commands of the first bash block under the section `## heading`."
+    section = readme[readme.index(f'## {heading}\n'):]
+    return setup_commands(section)
+
+
+def test_the_cpu_section_runs_as_written(tmp_path):
+    "The first command of 'Get a disparity map now, on a CPU', verbatim from a folder that has the repository's data_samples/."
+    import os, subprocess
+    cmds = section_commands((REPO / 'README.md').read_text(encoding='utf-8'), 'Get a disparity map now, on a CPU')
+    assert cmds and all(c.startswith('.venv/bin/stereomae predict') for c in cmds), cmds
+    (tmp_path / 'data_samples').symlink_to(REPO / 'data_samples')
+    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1', 'MPLBACKEND': 'Agg'}
+    for c in cmds:
+        r = subprocess.run(c.replace('.venv/bin/stereomae', f'{sys.executable} -m stereomae.cli', 1), shell=True, cwd=tmp_path,
+                           capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert 'model: SGBM' in r.stdout and 'Motorcycle-perfect: 741x500' in r.stdout, r.stdout
+    written = sorted(p.name for p in (tmp_path / 'predictions' / 'Motorcycle-perfect').iterdir())
+    assert written == ['cloud_m.ply', 'confidence_lr.npy', 'confidence_lr.png', 'depth_m.npy', 'disp.npy', 'disp.png'], written
+
+
 def test_readme_images_exist():
     for path in re.findall(r'!\[[^\]]*\]\(([^)]+)\)', render_readme()):
         assert (REPO / path).is_file(), f'README shows {path}, which does not exist'

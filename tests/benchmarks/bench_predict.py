@@ -12,7 +12,7 @@ weights: their time does not depend on them):
 
 For each source: the resolver's time (once per run), then `predict_pairs` over a folder of BENCH_PAIRS copies of the
 Motorcycle pair (default 2) writing png, npy and pfm (the command line's default formats): wall time per pair, the
-model's own time per pair (`predict_disparity`'s seconds, reading the images included), and the overhead of everything
+model's own time per pair (`predict_disparity`'s seconds), and the overhead of everything
 else (pair listing, folders, the three writers, the summary line) as a share of the model's time. A last row writes
 every format (KITTI PNG, depth, point cloud, the left-right confidence) with SGBM.
 
@@ -97,8 +97,8 @@ def main():
             print(f"| {labels[key]} | {r['iters'] or '-'} | {r['resolve']:.2f} | {r['model']:.2f} | {r['wall']:.2f} | {100 * r['overhead']:.1f} % |",
                   flush=True)
     finally: shutil.rmtree(tmp, ignore_errors=True)
-    print('\nThe model column includes reading the two images; "everything else" is listing the pairs, making the folders, '
-          'writing the files and printing the summary lines.')
+    print('\nThe model column is the time `predict_disparity` reports (reading the right image included); "everything else" is '
+          'listing the pairs, reading the left image, making the folders, writing the files and printing the summary lines.')
 
 
 if __name__ == '__main__':
