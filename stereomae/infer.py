@@ -324,7 +324,8 @@ def read_calibration(path:str|Path)->dict:   # focal, cx, cy, doffs (px), baseli
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"calibration file {str(path)!r} does not exist")
     text = path.read_text(errors='replace')
-    if re.search(r'^\s*cam0\s*=', text, re.M): return read_calib(path) | dict(unit='mm', source=str(path))
+    if re.search(r'^\s*(cam0|cam1|doffs|baseline)\s*=', text, re.M):   # Middlebury's keys: read_calib names a missing cam0
+        return read_calib(path) | dict(unit='mm', source=str(path))
     rows = {k.strip(): v.split() for k, sep, v in (l.partition(':') for l in text.splitlines()) if sep}
     for a, b in (('P_rect_02', 'P_rect_03'), ('P2', 'P3')):
         if a in rows and b in rows:

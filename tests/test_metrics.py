@@ -179,13 +179,13 @@ def test_calibration_missing_a_field(tmp_path):
 def test_save_prediction_bad_input(tmp_path):
     d = np.full((8, 10), 5., np.float32)
     with pytest.raises(ValueError, match=r"formats has \['exr'\]"): save_prediction(tmp_path / 'x', d, formats=('exr',))
-    with pytest.raises(ValueError, match='calib is None'): save_prediction(tmp_path / 'x', d, formats=('ply',))
+    with pytest.raises(ValueError, match='ply but there is no calibration'): save_prediction(tmp_path / 'x', d, formats=('ply',))
 
 
 def test_colour_png_has_a_colour_bar(tmp_path):
     "Two disparities only in the map: the many saturated colours of the PNG come from the colour bar's gradient."
     import matplotlib.pyplot as plt
-    d = np.zeros((60, 100), np.float32); d[:, 50:] = 40
+    d = np.zeros((300, 100), np.float32); d[:, 50:] = 40   # tall enough for the bar to show most of the 256 colours
     counts = {}
     for bar in (True, False):
         f = tmp_path / f'bar{bar}.png'
