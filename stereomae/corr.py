@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from einops import einsum, rearrange, reduce
+from einops import einsum, rearrange
 
 from .core import check_shape
 
@@ -62,7 +62,8 @@ def corr_volume(feat_l:Tensor, # (B, D, H, W1) left features
 
 def pool_last(x:Tensor)->Tensor:
     "Average pool the last axis with kernel 2 and stride 2 (an odd last column is dropped): (..., W) -> (..., W // 2)."
-    return reduce(x[..., :x.shape[-1] // 2 * 2], '... (W two) -> ... W', 'mean', two=2)
+    W = x.shape[-1]  # (a pooling layer, not a slice to an even width: a graph of any width needs no guard on its parity)
+    return F.avg_pool1d(x.reshape(-1, 1, W), 2).reshape(*x.shape[:-1], W // 2)
 
 # %% ../nbs/06_corr.ipynb #ddba2361
 def window_index(disp:Tensor,  # (B, 1, H, W) disparity at feature resolution
@@ -140,7 +141,7 @@ class CorrPyramid1D:
     def __call__(self, disp:Tensor, # (B, 1, H, W) disparity (positive, feature-resolution pixels)
                 )->Tensor:          # (B, L·(2R+1), H, W) float32, level-major, taps -R..R
         B, D, H, W = self.shape
-        check_shape(disp, f'{B} 1 {H} {W}', 'disp')
+        check_shape(disp, 'B 1 H W', 'disp', dict(B=B, H=H, W=W))
         return self._lookup_volume(disp) if self.impl == 'reg' else self._lookup_alt(disp)
 
     def __repr__(self):
@@ -153,6 +154,11 @@ class CorrPyramid1D:
         "`reg`: level l as (B, H, W, W_l + 2(2R+2)) float32, the cost with 2R+2 zero columns on each side."
         B, D, H, W = self.shape
         K = 2 * self.radius + 2
+        if torch.compiler.is_compiling():  # a graph: one piece, no loop whose length depends on the size
+            cost = corr_volume(feat_l, feat_r)                                  # (B, H, W, W)
+            pyramid = [cost]
+            for l in range(1, self.levels): pyramid.append(pool_last(pyramid[-1]))
+            return [F.pad(c, (K, K)) for c in pyramid]
         pyramid = [feat_l.new_zeros(B, H, W, w + 2 * K, dtype=torch.float32) for w in self.widths]
         step = self._rows_per_chunk(4 * W * W)
         for y in range(0, H, step):  # rows in chunks: no full-size temporary besides the volume itself

@@ -88,7 +88,7 @@ class _Trunk(nn.Module):
     def _init_weights(self): init_weights(self)
 
     def trunk(self, x:Tensor)->Tensor:
-        if not torch.is_grad_enabled(): return self._trunk_inplace(x)  # inference: same values, in place (next section)
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling(): return self._trunk_inplace(x)  # eager inference: in place (next section)
         return self.layer3(self.layer2(self.layer1(self.relu1(self.norm1(self.conv1(x))))))
 
     def _trunk_inplace(self, x:Tensor)->Tensor:
@@ -545,6 +545,7 @@ class DisparityModel(nn.Module):
         self.context_zqr_convs = nn.ModuleList([nn.Conv2d(hd[2 - k], 3 * hd[2 - k], 3, padding=1) for k in range(cfg.n_gru_layers)])
         self.update_block = _update_block(cfg)
         self.mask_every_iter = False  # benchmark switch: run the mask head at every iteration, as RAFT-Stereo does
+        self.autocast_dtype:torch.dtype|None = None  # inference switch: autocast to this dtype (float32: none) whatever cfg.mixed_precision says
         self._bn_frozen = False
 
     @property
@@ -587,7 +588,8 @@ class DisparityModel(nn.Module):
         return _to_published(self.state_dict())
 
     def _autocast(self, x:Tensor):
-        dt = amp_dtype(x.device) if self._cfg.mixed_precision else None
+        dt = self.autocast_dtype or (amp_dtype(x.device) if self._cfg.mixed_precision else None)
+        dt = None if dt == torch.float32 else dt
         return torch.autocast(x.device.type, dtype=dt, enabled=dt is not None)
 
     def forward(self, left:Tensor, right:Tensor, # (B, 3, H, W) in [0, 1], rectified, left = reference
@@ -607,10 +609,16 @@ class DisparityModel(nn.Module):
         if l.shape[-1] < need:
             raise ValueError(f"left is {tuple(left.shape)}, padded to {tuple(l.shape[-2:])}: corr_levels={c.corr_levels} at "
                              f"n_downsample={c.n_downsample} needs an image at least {need} pixels wide")
-        with self._autocast(l): f = self.backbone(l, r)
-        preds, low = self._decode(f, iters, all_preds)
+        preds, low = self.forward_padded(l, r, iters, all_preds)
         preds = [unpad(p, size) for p in preds]
         return DisparityOutput(preds[-1], preds, low)
+
+    def forward_padded(self, left:Tensor, right:Tensor, # (B, 3, H, W) in [0, 1], H and W multiples of `pad_multiple`
+                       iters:int, all_preds:bool=False,  # iterations; upsample every prediction or only the last
+                      )->tuple[list[Tensor], Tensor]:    # predictions (B, 1, H, W), last disparity at 1/2^n
+        "The network alone, without `forward`'s checks and padding (they branch on values and sizes): what a graph records."
+        with self._autocast(left): f = self.backbone(left, right)
+        return self._decode(f, iters, all_preds)
 
     def _decode(self, f:BackboneOutput,        # matching features (B, D, h, w) and raw (hidden, context) per GRU level
                 iters:int, all_preds:bool,     # iterations; upsample every prediction or only the last

@@ -170,7 +170,8 @@ class ViTEncoder(nn.Module):
     def pos_embed_for(self, grid:tuple[int, int])->Tensor:
         "The position embedding `(1, P + h*w, D)` for a patch grid: stored, recomputed (sin-cos) or resampled (learned)."
         grid, P = tuple(grid), self.num_prefix_tokens
-        if grid == tuple(self.grid): return self.pos_embed
+        exporting = getattr(torch.compiler, 'is_exporting', lambda: False)()   # (torch >= 2.7)
+        if not exporting and grid == tuple(self.grid): return self.pos_embed   # (exporting: no shortcut, the graph serves every size)
         if self.pos_embed_kind == 'sincos':
             pe = _no_grad_sincos(self.embed_dim, grid, 0).to(self.pos_embed)[None]   # (1, N, D)
             return torch.cat([self.pos_embed[:, :P], pe], 1)                        # (1, P + N, D)
@@ -210,7 +211,7 @@ class ViTEncoder(nn.Module):
             out, mids = self._run(seq, layers)
             split = lambda t: [torch.cat([t[:, :P], p], 1) for p in t[:, P:].split(Ks, 1)]
             return split(out), [[split(m)[v] for m in mids] for v in range(V)]
-        if len({x.shape[1] for x in xs}) == 1:                                       # same K: one pass
+        if all(x.shape[1] == xs[0].shape[1] for x in xs):                           # same K: one pass
             out, mids = self._run(torch.cat([torch.cat([prefix, x], 1) for x in xs]), layers)  # (V*B, P + K, D)
             return list(out.chunk(V)), [[m.chunk(V)[v] for m in mids] for v in range(V)]
         runs = [self._run(torch.cat([prefix, x], 1), layers) for x in xs]
