@@ -31,7 +31,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['stereomae', 'stereomae.*']),
     include_package_data=True,
     install_requires=_reqs('requirements'),
-    extras_require={'dev': _reqs('dev_requirements'), 'cv': _reqs('cv_requirements')},
+    extras_require={'dev': _reqs('dev_requirements'), 'cv': _reqs('cv_requirements'), 'export': _reqs('export_requirements')},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),

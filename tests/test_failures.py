@@ -1,11 +1,11 @@
-"""The kit's battery of bad inputs: 120 cases, each one call that must fail with a one-line message naming what is at fault.
+"""The kit's battery of bad inputs: 135 cases, each one call that must fail with a one-line message naming what is at fault.
 
 Each row of `CASES` is a `Case`: an id (`module-what`), a call that takes a scratch folder `tmp` (a `pathlib.Path` in
 which the row writes its bad files), the exception class expected (or a warning class, for the documented cases that
 warn and go on), and a substring of the message. A row passes when the call raises (or warns) that class with a
 message of one line that contains the substring.
 
-To add rows (training, checkpoints, the command line, model sources and pairs): append them to `CASES` in a section of their own, and change
+To add rows (training, checkpoints, the command line, model sources and pairs, export): append them to `CASES` in a section of their own, and change
 the count in the first line of this docstring; `test_the_docstring_states_the_count` keeps the two equal.
 
 Below the table, the write guarantees of `stereomae.core.atomic_write` that a single call cannot show (file modes
@@ -191,6 +191,47 @@ def sgbm_without_opencv(tmp):
 def a_calibration_of_no_kind(tmp):
     (tmp / 'cam.txt').write_text('focal 1000\nbaseline 0.1\n'); return tmp / 'cam.txt'
 
+# ---------------------------------------------------------------------------------------------------- export
+
+import importlib.util, json
+from stereomae import export
+from stereomae.disparity import DisparityModel, RAFT_STEREO_REALTIME
+
+EXPORT_META = dict(iters=7, multiple=[32, 32], min_size=[64, 128])   # what stereomae.export writes into a graph
+
+
+def tiny_disparity(**kw):
+    "RAFT-Stereo's real-time layout with narrow GRUs: a model a graph can hold, built in a blink."
+    return DisparityModel(**RAFT_STEREO_REALTIME, hidden_dims=(16,), feature_dim=16, motion_dim=8, head_dim=16, **kw).eval()
+
+
+def tiny_onnx(tmp, meta=None):
+    "A valid two-input ONNX graph (its outputs copy its inputs), with stereomae's metadata when `meta` is given."
+    import onnx
+    from onnx import helper, TensorProto
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 'H', 'W']) for n in ('left', 'right')]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ('disp', 'disp_low')]
+    nodes = [helper.make_node('Identity', ['left'], ['disp']), helper.make_node('Identity', ['right'], ['disp_low'])]
+    m = helper.make_model(helper.make_graph(nodes, 'copy', ins, outs), opset_imports=[helper.make_opsetid('', 18)], ir_version=10)
+    if meta: helper.set_model_props(m, {'stereomae': json.dumps(meta)})
+    onnx.save(m, tmp / 'm.onnx')
+    return tmp / 'm.onnx'
+
+
+def without(module, call):
+    "Run `call` as if the optional package `module` were not installed."
+    real = importlib.util.find_spec
+    with mock.patch('importlib.util.find_spec', lambda name, *a, **k: None if name == module else real(name, *a, **k)):
+        return call()
+
+
+def stage2_run(tmp):
+    "A finished one-step stage-2 run of a tiny CNN; returns its directory."
+    opts = {k: list(v) if isinstance(v, tuple) else v for k, v in RAFT_STEREO_REALTIME.items()}
+    return builders.finetune_job(dict(runs_dir=str(tmp), name='rt', steps=1, batch_size=1, num_workers=0, progress=False,
+                                      backbone='cnn', hidden_dims=[16], feature_dim=16, motion_dim=8, head_dim=16, **opts,
+                                      crop=[64, 128], train_iters=1, train_data=[dict(dataset='synthetic', n=2, size=[64, 128])])).run_dir
+
 
 # ---------------------------------------------------------------------------------------------------- the table
 
@@ -342,6 +383,23 @@ CASES = [
     Case('confidence-updates-of-sgbm', lambda t: infer.predict_disparity(infer.SGBM(num_disp=16), IMG(1, 3, 8, 32), IMG(1, 3, 8, 32), confidence='updates'), ValueError, "SGBM does not: use confidence=['lr']"),
     Case('confidence-threshold-without-measure', lambda t: infer.predict_disparity(ConstantModel(), IMG(1, 3, 4, 4), IMG(1, 3, 4, 4), min_confidence=0.5), ValueError, 'no confidence is computed'),
     Case('confidence-unknown-measure', lambda t: infer.predict_disparity(ConstantModel(), IMG(1, 3, 4, 4), IMG(1, 3, 4, 4), confidence=['peak']), ValueError, "confidence has ['peak']: known measures are ('lr', 'updates')"),
+
+    # export: what a graph cannot hold, inputs a graph cannot take, a missing extra (before any tracing)
+    Case('export-size-not-multiple', lambda t: export.export_onnx(tiny_disparity(), t / 'm.onnx', size=(500, 741)), ValueError, 'size is 500x741: the graph takes pairs padded to multiples of 32x32 (pad_multiple); use 512x768'),
+    Case('export-size-too-small', lambda t: export.export_program(tiny_disparity(), t / 'm.pt2', size=(64, 64)), ValueError, 'a graph of this model takes at least 64x128'),
+    Case('export-opset-unsupported', lambda t: export.export_onnx(tiny_disparity(), t / 'm.onnx', opset=11), ValueError, 'opset 11 is not supported'),
+    Case('export-missing-onnxscript', lambda t: without('onnxscript', lambda: export.export_onnx(tiny_disparity(), t / 'm.onnx')), export.MissingExtra, "ONNX export needs onnxscript, which is not installed: pip install 'stereomae[export]'"),
+    Case('export-missing-onnxruntime', lambda t: without('onnxruntime', lambda: export.ExportedDisparity(tiny_onnx(t, EXPORT_META))), export.MissingExtra, "running an ONNX graph needs onnxruntime, which is not installed: pip install 'stereomae[export]'"),
+    Case('export-alt-correlation', lambda t: export.export_onnx(tiny_disparity(corr_implementation='alt'), t / 'm.onnx'), ValueError, "corr_implementation='alt' cannot be captured"),
+    Case('export-stage-1-model', lambda t: export.export_program(tiny_mae(), t / 'm.pt2'), TypeError, 'model is a stage-1 StereoMAE'),
+    Case('export-iters-differ', lambda t: export.ExportedDisparity(tiny_onnx(t, EXPORT_META))(IMG(1, 3, 64, 128), IMG(1, 3, 64, 128), iters=32), ValueError, 'm.onnx was exported with iters=7'),
+    Case('export-pair-too-small', lambda t: export.ExportedDisparity(tiny_onnx(t, EXPORT_META))(IMG(1, 3, 32, 40), IMG(1, 3, 32, 40)), ValueError, 'padded to (32, 64): m.onnx takes at least 64x128 pixels'),
+    Case('export-no-metadata', lambda t: export.ExportedDisparity(tiny_onnx(t)), ValueError, 'holds no stereomae metadata'),
+    Case('export-realtime-size-differs', lambda t: export.RealtimeDisparity(tiny_disparity(), (64, 128), iters=1)(IMG(1, 3, 64, 96), IMG(1, 3, 64, 96)), ValueError, 'left is (1, 3, 64, 96): this graph was captured for (1, 3, 64, 128)'),
+    Case('export-realtime-dtype', lambda t: export.RealtimeDisparity(tiny_disparity(), (64, 128), dtype='int8'), ValueError, "dtype is 'int8'"),
+    Case('builders-export-opset', lambda t: builders.export_job(dict(model=str(t), opset=11)), builders.ConfigError, 'opset 11 is not supported'),
+    Case('builders-export-format', lambda t: builders.export_job(dict(model=str(t), format='tflite')), builders.ConfigError, "format='tflite'"),
+    Case('builders-export-missing-extra', lambda t: without('onnxscript', lambda: builders.export_job(dict(model=str(stage2_run(t))))), builders.ConfigError, "pip install 'stereomae[export]'"),
 ]
 
 
