@@ -166,7 +166,8 @@ def build_disparity_model(cfg:FinetuneConfig, model_cfg:DisparityConfig, seed:in
     return model
 
 # %% ../nbs/10a_builders.ipynb #f29e6cc5
-MODEL_SOURCES = "a kit run directory (or its weights.safetensors), a RAFT-Stereo checkpoint (raftstereo-*.pth) or 'sgbm'"
+MODEL_SOURCES = ("a kit run directory (or its weights.safetensors), a RAFT-Stereo checkpoint (raftstereo-*.pth), "
+                 "a graph written by `stereomae export` (.onnx, .pt2) or 'sgbm'")
 
 RAFT_STEREO_CHECKPOINTS = {   # princeton-vl/RAFT-Stereo's published files: what they were trained on, the flags its README runs them with
     'raftstereo-sceneflow.pth': dict(trained='SceneFlow (FlyingThings3D, Monkaa, Driving): 200k steps, batch 8', readme='', options={}, iters=32),
@@ -184,7 +185,7 @@ RAFT_STEREO_CHECKPOINTS = {   # princeton-vl/RAFT-Stereo's published files: what
 class ModelSource:
     "A model ready for `predict_disparity` and `evaluate`, and what it is."
     model:nn.Module
-    kind:str                     # 'run' (a run of this kit), 'raft_stereo' (a RAFT-Stereo checkpoint) or 'sgbm'
+    kind:str                     # 'run' (a run of this kit), 'raft_stereo' (a RAFT-Stereo checkpoint), 'export' (an exported graph) or 'sgbm'
     path:str|None                # the file or folder it came from (None for 'sgbm')
     description:str              # one line: what was loaded, with which options, and where each came from
     iters:int|None = None        # the iterations it is meant to run with (None: it does not iterate)
@@ -294,7 +295,17 @@ def _sgbm_source(options:dict)->ModelSource:
     return ModelSource(m, 'sgbm', None, f"SGBM (OpenCV {m._cv2.__version__} semi-global matching, CPU): "
                        + ', '.join(f'{k}={v!r}' for k, v in p.items()) + "; P1 = 8·3·block_size², P2 = 32·3·block_size²")
 
-def resolve_model(source:str|Path,           # a run directory or its weights.safetensors, a RAFT-Stereo .pth, or 'sgbm'
+def _exported_source(path:Path, options:dict)->ModelSource:
+    "A graph written by `stereomae export` (`stereomae.export.ExportedDisparity`): its iterations and layers are fixed."
+    from stereomae.export import ExportedDisparity
+    if options: raise ValueError(f"model_options {sorted(options)} cannot change the exported graph {str(path)!r}: "
+                                 "its iterations and layers were fixed at export")
+    g = ExportedDisparity(path)
+    runtime = 'onnxruntime' if g.format == 'onnx' else 'torch.export'
+    return ModelSource(g, 'export', str(path), f"exported graph {str(path)!r}: {g.meta.get('config', {}).get('backbone', '?')} backbone, "
+                       f"{g.iters} iterations fixed at export, run by {runtime} on the CPU", g.iters)
+
+def resolve_model(source:str|Path,           # a run directory or its weights.safetensors, a RAFT-Stereo .pth, an exported graph, or 'sgbm'
                   device:str|torch.device='cpu',
                   **options)->ModelSource:   # model_options: SGBM's parameters, RAFT-Stereo options, or a run's RUN_OPTIONS
     "The model a string names, with one line saying what it is; anything else is an error naming what was looked for."
@@ -309,6 +320,7 @@ def resolve_model(source:str|Path,           # a run directory or its weights.sa
     if p.is_file():
         if p.suffix == '.safetensors': return _run_source(p, device, options)
         if p.suffix in ('.pth', '.pt', '.ckpt', '.tar'): return _raft_stereo_source(p, device, options)
+        if p.suffix in ('.onnx', '.pt2'): return _exported_source(p, options)
         raise ValueError(f"model {s!r} is a {p.suffix or 'suffix-less'} file: expected {MODEL_SOURCES}")
     raise FileNotFoundError(f"model {s!r} is none of the model sources: no such file or folder, and not 'sgbm' (expected {MODEL_SOURCES})")
 

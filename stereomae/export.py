@@ -165,6 +165,8 @@ def export_onnx(model:DisparityModel,           # a stage-2 model
     return path
 
 # %% ../nbs/09b_export.ipynb #ebb671e1
+def _first_line(e:Exception)->str: return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"
+
 class ExportedDisparity(nn.Module):
     "An exported graph as a model: `.onnx` through onnxruntime, `.pt2` through `torch.export`; pairs of any size."
     def __init__(self, path:str|Path,                # a file written by `export_onnx` or `export_program`
@@ -179,11 +181,13 @@ class ExportedDisparity(nn.Module):
             import onnxruntime as ort
             opts = ort.SessionOptions()
             if threads: opts.intra_op_num_threads = opts.inter_op_num_threads = threads
-            self.session = ort.InferenceSession(str(self.path), opts, providers=providers or ['CPUExecutionProvider'])
+            try: self.session = ort.InferenceSession(str(self.path), opts, providers=providers or ['CPUExecutionProvider'])
+            except Exception as e: raise ValueError(f"{str(self.path)!r} cannot be read by onnxruntime ({_first_line(e)})") from None
             meta = self.session.get_modelmeta().custom_metadata_map.get('stereomae')
         elif self.path.suffix == '.pt2':
             extra = {'stereomae.json': ''}
-            self.program = torch.export.load(self.path, extra_files=extra).module()
+            try: self.program = torch.export.load(self.path, extra_files=extra).module()
+            except Exception as e: raise ValueError(f"{str(self.path)!r} cannot be read by torch.export.load ({_first_line(e)})") from None
             meta = extra['stereomae.json']
         else: raise ValueError(f"exported model {self.path.name!r}: expected a .onnx or .pt2 file written by stereomae.export")
         if not meta: raise ValueError(f"{str(self.path)!r} holds no stereomae metadata (iterations, multiple): export it with stereomae.export")

@@ -1,4 +1,4 @@
-"""The kit's battery of bad inputs: 135 cases, each one call that must fail with a one-line message naming what is at fault.
+"""The kit's battery of bad inputs: 137 cases, each one call that must fail with a one-line message naming what is at fault.
 
 Each row of `CASES` is a `Case`: an id (`module-what`), a call that takes a scratch folder `tmp` (a `pathlib.Path` in
 which the row writes its bad files), the exception class expected (or a warning class, for the documented cases that
@@ -360,7 +360,9 @@ CASES = [
 
     # model sources (issue 17): what was looked for is named, and what the weights cannot tell is asked for
     Case('source-none-of-them', lambda t: builders.resolve_model(t / 'raft.pth'), FileNotFoundError, "raft.pth' is none of the model sources: no such file or folder, and not 'sgbm'"),
-    Case('source-unknown-suffix', lambda t: builders.resolve_model((t.joinpath('w.onnx').write_bytes(b'x'), t / 'w.onnx')[1]), ValueError, "w.onnx' is a .onnx file: expected a kit run directory"),
+    Case('source-unknown-suffix', lambda t: builders.resolve_model((t.joinpath('w.h5').write_bytes(b'x'), t / 'w.h5')[1]), ValueError, "w.h5' is a .h5 file: expected a kit run directory"),
+    Case('source-graph-unreadable', lambda t: builders.resolve_model((t.joinpath('w.onnx').write_bytes(b'x'), t / 'w.onnx')[1]), ValueError, "w.onnx' cannot be read by onnxruntime"),
+    Case('source-graph-model-options', lambda t: builders.resolve_model(tiny_onnx(t, EXPORT_META), iters=3), ValueError, "model_options ['iters'] cannot change the exported graph"),
     Case('source-pth-not-raft-stereo', lambda t: builders.resolve_model((torch.save({'w': torch.zeros(2)}, t / 'x.pth'), t / 'x.pth')[1]), ValueError, "x.pth' is not a RAFT-Stereo checkpoint"),
     Case('source-pth-pickled-code', lambda t: builders.resolve_model(pickled(t)), ValueError, "w.pth' cannot be read safely"),
     Case('source-raft-corr-split-unknown', lambda t: builders.resolve_model(raft_checkpoint(t, corr_levels=3)), ValueError, 'reads 27 correlation channels = corr_levels·(2·corr_radius+1), which the weights cannot split: give corr_levels or corr_radius'),

@@ -16,7 +16,7 @@ How it measures:
 
 `python tests/benchmarks/bench_export.py [--quick]` (`--quick`: a tiny model, 2 iterations, small sizes: a check of the script)
 """
-import sys, tempfile, time
+import os, sys, tempfile, time
 from pathlib import Path
 
 import torch
@@ -75,8 +75,10 @@ def measure(quick: bool = False, rounds: int = 2) -> list[dict]:
 
 def main(quick: bool = False):
     import onnxruntime
+    load = os.getloadavg()[0]
     rows = measure(quick, rounds=1 if quick else 2)
-    print(f'torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; CPU seconds of one thread per pair '
+    print(f'torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {os.cpu_count()} cores, load average '
+          f'{load:.1f} at the start and {os.getloadavg()[0]:.1f} at the end (1 min); CPU seconds of one thread per pair '
           f'(fastest of {1 if quick else 2} alternating rounds; wall seconds in brackets)\n')
     print('| configuration | iterations | pair | PyTorch (eager) | onnxruntime | PyTorch / onnxruntime | largest difference |')
     print('|---|---:|---|---:|---:|---:|---:|')
