@@ -129,8 +129,8 @@ def test_onnx_32_iterations_matches_pytorch_on_motorcycle_and_random_sizes(defau
 
 @pytest.mark.slow
 def test_onnx_vit_and_program_cnn_match_pytorch_and_predict(tmp_path):
-    "The ViT variant in ONNX (at the newest opset, through onnx's converter) and the CNN as a torch.export program traced
-    at a size of its own, at two iterations, under `predict_disparity` too."
+    """The ViT variant in ONNX (at the newest opset, through onnx's converter) and the CNN as a torch.export program
+    traced at a size of its own, at two iterations, under `predict_disparity` too."""
     import onnx
     from stereomae.infer import predict_disparity
     model = vit(neck_dims=(16, 16, 32, 32), neck_width=32, **TINY)
