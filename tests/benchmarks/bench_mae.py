@@ -3,7 +3,7 @@ GFLOP/s next to this machine's fp32 matmul rate, and the masked (0.75) vs unmask
 Usage: `[BENCH_THREADS=n] python tests/benchmarks/run.py mae`.
 
 Reference (issue 4): MAE's official ViT-B code does 4 images of 196 tokens at ratio 0.75 in about 2.7 s per step at
-about 75 % of the matmul rate on this kind of machine; the seed preset below does the same work (2 pairs = 4 views of
+about 75 % of the matmul rate on this kind of machine; the paper preset below does the same work (2 pairs = 4 views of
 14×14 = 196 tokens). Target: at least as fast, and a 0.75-masked step >= 2.5x cheaper than an unmasked one.
 
 What the 2.5x can be for a ViT-B: only the encoder sees fewer tokens; MAE's decoder (8×512) runs on all 196 tokens

@@ -1,5 +1,5 @@
 """Where a training step's time goes (data, forward, backward, optimizer) for pre-training and disparity fine-tuning
-with the tiny and seed presets on the CPU, and whether the data loader keeps up: `[BENCH_THREADS=n] python tests/benchmarks/run.py train`.
+with the tiny and the paper's presets on the CPU, and whether the data loader keeps up: `[BENCH_THREADS=n] python tests/benchmarks/run.py train`.
 
 The step is the engine's own: `stereomae.train.train_step` runs unchanged on the training state of a job built by
 `stereomae.builders.pretrain_setup` / `finetune_setup` from the experiment's YAML file; the phases are timed by wrapping
@@ -85,12 +85,12 @@ def _params(yaml: str, **override) -> dict:
     return {**load_params(CONFIGS / yaml), 'runs_dir': '/tmp/bench_train', 'progress': False, 'steps': 1000, **override}
 
 
-SYNTH_SEED = [{'dataset': 'synthetic', 'n': 16, 'size': [256, 512], 'max_disp': 64}]
+SYNTH_PAPER = [{'dataset': 'synthetic', 'n': 16, 'size': [256, 512], 'max_disp': 64}]
 CASES = {   # name: (job kind, parameters = the experiment's YAML with CPU-sized batches and procedural data, timed steps)
     'pre-training, tiny': ('pretrain', _params('pretrain_mse_tiny.yaml'), 5),
-    'pre-training, seed': ('pretrain', _params('pretrain_mse.yaml', batch_size=2, train_data=SYNTH_SEED, valid_data=[]), 3),
+    'pre-training, paper': ('pretrain', _params('pretrain_mse.yaml', batch_size=2, train_data=SYNTH_PAPER, valid_data=[]), 3),
     'fine-tuning, tiny': ('finetune', _params('finetune_sceneflow_scratch_tiny.yaml'), 5),
-    'fine-tuning, seed': ('finetune', _params('finetune_sceneflow_scratch.yaml', batch_size=2, train_data=SYNTH_SEED, valid_data=[]), 2),
+    'fine-tuning, paper': ('finetune', _params('finetune_sceneflow_scratch.yaml', batch_size=2, train_data=SYNTH_PAPER, valid_data=[]), 2),
 }
 
 

@@ -1,6 +1,6 @@
 """ViT encoder: what encoding only the visible tokens buys, per training step (forward + backward + AdamW) on the CPU.
 
-The seed's geometry: 2 views of 224×448 in 16×32 patches (196 tokens each), batch 2 pairs, ratio 0.75. Rows are
+The paper's geometry: 2 views of 224×448 in 16×32 patches (196 tokens each), batch 2 pairs, ratio 0.75. Rows are
 measured side by side in one run, next to this machine's fp32 matmul rate (the ceiling for GFLOP/s).
 """
 import sys, time
