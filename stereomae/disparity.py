@@ -21,12 +21,12 @@ from .losses import sequence_loss
 from .train import Task, StepOutput, FitResult, FinetuneConfig, fit, model_configs, to_device
 
 # %% auto #0
-__all__ = ['NORMS', 'MAE_ENCODER_FIELDS', 'VIT_FIELDS', 'RAFT_STEREO_OPTIONS', 'RAFT_STEREO_DEFAULTS', 'RAFT_STEREO_REALTIME',
-           'make_norm', 'ResidualBlock', 'init_weights', 'FeatureEncoder', 'ContextEncoder', 'ResidualConvUnit',
-           'DPTNeck', 'MatchingStem', 'BackboneOutput', 'CNNBackbone', 'SharedCNNBackbone', 'ViTBackbone',
-           'DisparityConfig', 'strip_module_prefix', 'raft_stereo_options', 'build_backbone', 'DisparityOutput',
-           'gru_schedule', 'DisparityModel', 'build_disparity', 'iteration_predictions', 'show_iterations',
-           'iteration_viewer', 'DisparityTask', 'fit_disparity']
+__all__ = ['NORMS', 'REASSEMBLE', 'MAE_ENCODER_FIELDS', 'VIT_FIELDS', 'RAFT_STEREO_OPTIONS', 'RAFT_STEREO_DEFAULTS',
+           'RAFT_STEREO_REALTIME', 'make_norm', 'ResidualBlock', 'init_weights', 'FeatureEncoder', 'ContextEncoder',
+           'ResidualConvUnit', 'DPTNeck', 'MatchingStem', 'BackboneOutput', 'CNNBackbone', 'SharedCNNBackbone',
+           'ViTBackbone', 'DisparityConfig', 'strip_module_prefix', 'raft_stereo_options', 'build_backbone',
+           'DisparityOutput', 'gru_schedule', 'DisparityModel', 'build_disparity', 'iteration_predictions',
+           'show_iterations', 'iteration_viewer', 'DisparityTask', 'fit_disparity']
 
 # %% ../nbs/08_disparity.ipynb #53cfd828
 NORMS = ('batch', 'instance', 'group', 'none')
@@ -196,11 +196,16 @@ class DPTNeck(nn.Module):
     def __init__(self, embed_dim:int,                              # ViT width D
                  dims:Sequence[int]=(96, 192, 384, 768),           # projection width per stride (DPT-Base)
                  width:int=256,                                    # fused width F
+                 patch_size:int|tuple[int, int]=16,                # (ph, pw): how far apart the tokens are
+                 reassemble:str='bilinear',                        # token grid -> stride s: 'bilinear' | 'learned' (DPT's convolutions)
                 ):
         super().__init__()
         if len(dims) != 4: raise ValueError(f"dims is {tuple(dims)}: one width per stride {self.strides}")
-        self.width = width
+        if reassemble not in REASSEMBLE: raise ValueError(f"reassemble is {reassemble!r}: expected one of {REASSEMBLE}")
+        self.width, self.patch_size, self.reassemble = width, as_pair(patch_size), reassemble
         self.project = nn.ModuleList([nn.Conv2d(embed_dim, c, 1) for c in dims])
+        self.rescale = nn.ModuleList([_learned_rescale(c, self.patch_size, s) if reassemble == 'learned' else nn.Identity()
+                                      for c, s in zip(dims, self.strides)])
         self.resample = nn.ModuleList([nn.Conv2d(c, width, 3, padding=1, bias=False) for c in dims])
         self.rcu1 = nn.ModuleList([ResidualConvUnit(width) for _ in dims])
         self.rcu2 = nn.ModuleList([ResidualConvUnit(width) for _ in dims])
@@ -211,8 +216,8 @@ class DPTNeck(nn.Module):
                )->list[Tensor]:               # fused (B, F, H/s, W/s) for s = 4, 8, 16, 32
         if len(maps) != 4: raise ValueError(f"got {len(maps)} maps: DPTNeck needs 4 (one per stride {self.strides})")
         H, W = size
-        xs = [res(F.interpolate(proj(m), (H // s, W // s), mode='bilinear', align_corners=False))
-              for m, proj, res, s in zip(maps, self.project, self.resample, self.strides)]  # (B, F, H/s, W/s)
+        xs = [res(_to_size(scale(proj(m)), (H // s, W // s)))
+              for m, proj, scale, res, s in zip(maps, self.project, self.rescale, self.resample, self.strides)]  # (B, F, H/s, W/s)
         y, out = None, [None] * 4
         for k in reversed(range(4)):
             x = self.rcu1[k](xs[k])
@@ -220,6 +225,22 @@ class DPTNeck(nn.Module):
             y = self.out[k](self.rcu2[k](x))
             out[k] = y
         return out
+
+# %% ../nbs/08_disparity.ipynb #081c1352
+REASSEMBLE = ('bilinear', 'learned')
+
+def _learned_rescale(c:int, patch:tuple[int, int], s:int)->nn.Module:
+    "A token map (one cell per patch) to stride `s`: a transposed convolution per axis that grows, a strided one per axis that shrinks."
+    up = tuple(max(p // s, 1) for p in patch)                    # per axis: stride-s cells per token
+    down = tuple(max(s // p, 1) for p in patch)                  # per axis: tokens per stride-s cell
+    if any(p % s and s % p for p in patch): raise ValueError(f"patch {patch} and stride {s}: one must divide the other on each axis")
+    layers = [nn.ConvTranspose2d(c, c, up, stride=up)] if up != (1, 1) else []
+    if down != (1, 1): layers.append(nn.Conv2d(c, c, down, stride=down))
+    return nn.Sequential(*layers) if layers else nn.Identity()
+
+def _to_size(x:Tensor, size:tuple[int, int])->Tensor:
+    "Bilinear resampling to `size`, skipped when `x` has it already."
+    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size, mode='bilinear', align_corners=False)
 
 # %% ../nbs/08_disparity.ipynb #e82becb4
 class MatchingStem(nn.Module):
@@ -340,6 +361,7 @@ class DisparityConfig:
     layers:tuple[int, ...]|None = None    # the 4 blocks feeding the neck: evenly spaced, the last included (DPT's 2, 5, 8, 11 on ViT-B)
     neck_dims:tuple[int, ...] = (96, 192, 384, 768) # DPT-Base's projection widths at strides 4, 8, 16, 32
     neck_width:int = 256                  # DPT's fused width
+    neck_reassemble:str = 'bilinear'      # tokens to strides 4-32 by interpolation, the kit's first way ('learned': DPT's transposed/strided convolutions)
     stem_dim:int = 0                      # the ViT alone, as in the paper (e.g. 64: a `MatchingStem` beside the neck)
     feature_dim:int = 256                 # RAFT-Stereo's matching-feature width (fnet's output), for both backbones
     motion_dim:int = 128                  # RAFT-Stereo's motion encoder (its checkpoints need it; narrower for CPU-sized models)
@@ -374,7 +396,7 @@ class DisparityConfig:
         "Every inconsistency, one line each."
         for name, ok in [('backbone', ('vit', 'cnn')), ('context', (None, 'vit', 'cnn')), ('encoder_mode', ('siamese', 'joint')),
                          ('input_norm', (None, 'imagenet')), ('pos_embed', ('sincos', 'learned')), ('n_downsample', (2, 3)),
-                         ('n_gru_layers', (1, 2, 3)), ('context_norm', NORMS)]:
+                         ('n_gru_layers', (1, 2, 3)), ('context_norm', NORMS), ('neck_reassemble', REASSEMBLE)]:
             if getattr(self, name) not in ok: yield f"{name}={getattr(self, name)!r}: expected one of {ok}"
         if self.corr_implementation not in ('reg', 'alt'):
             yield (f"corr_implementation={self.corr_implementation!r}: 'reg' or 'alt' "
@@ -507,7 +529,7 @@ def build_backbone(cfg:DisparityConfig,          # the architecture
         have = DisparityConfig.from_encoder(encoder)
         bad = [f"{k}={getattr(cfg, k)!r} but the encoder has {k}={getattr(have, k)!r}" for k in VIT_FIELDS if getattr(cfg, k) != getattr(have, k)]
         if bad: raise ValueError("the config does not describe the encoder given: " + '; '.join(bad))
-    neck = DPTNeck(cfg.embed_dim, cfg.neck_dims, cfg.neck_width)
+    neck = DPTNeck(cfg.embed_dim, cfg.neck_dims, cfg.neck_width, cfg.patch_size, cfg.neck_reassemble)
     stem = MatchingStem(cfg.stem_dim) if cfg.stem_dim else None
     cnet = ContextEncoder(hd, hd, cfg.context_norm, n) if cfg.context == 'cnn' else None
     return ViTBackbone(encoder, neck, cfg.layers, cfg.feature_dim, stem, hd, L, cnet)

@@ -21,7 +21,7 @@ from .data import ResumableSampler, read_item, sample_seed
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'PRECISIONS', 'CHECKPOINT_FORMAT', 'RESUMABLE_KEYS', 'TrainConfig', 'PretrainConfig', 'FinetuneConfig',
-           'no_weight_decay', 'layer_id', 'param_groups', 'peak_lr', 'build_optimizer', 'warmup_cosine',
+           'no_weight_decay', 'layer_id', 'is_encoder', 'param_groups', 'peak_lr', 'build_optimizer', 'warmup_cosine',
            'build_scheduler', 'autocast_dtype', 'autocast', 'grad_scaler', 'TensorSamples', 'with_ids', 'KeyedSamples',
            'BatchStream', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'save_weights',
            'weights_metadata', 'read_weights', 'check_state_dict', 'RunDir', 'ScalarLog', 'read_scalars', 'DistInfo',
@@ -52,6 +52,7 @@ class TrainConfig:
     weight_decay:float = 0.05    # AdamW decoupled decay; never on norms, biases, position embeddings or tokens
     betas:tuple[float, float] = (0.9, 0.95) # AdamW betas (MAE uses 0.95 for the second moment)
     layer_decay:float = 1.0      # layer-wise lr decay through the ViT blocks (1.0 = off; MAE fine-tuning uses 0.65-0.75)
+    encoder_lr:float = 1.0       # the ViT encoder's lr relative to the rest (1: the paper's recipe; 0: frozen, FoundationStereo's best)
     clip_grad:float = 1.0        # max global gradient norm (0 = no clipping; RAFT-Stereo clips at 1.0)
     freeze_bn:bool = True        # BatchNorm layers in evaluation mode (fixed statistics, as RAFT-Stereo) where the model has `freeze_bn()`
     nonfinite:str = 'stop'       # a NaN/inf loss: 'stop' (error naming step and samples) | 'skip' (no update, announced, counted)
@@ -71,7 +72,7 @@ class TrainConfig:
                    checkpoint_every=self.checkpoint_every)
         for k, v in pos.items():
             if not isinstance(v, int) or v < 1: raise ValueError(f"{k}={v!r}: must be a positive integer")
-        for k in ('lr', 'base_lr', 'min_lr', 'weight_decay', 'clip_grad', 'warmup', 'layer_decay', 'max_skipped'):
+        for k in ('lr', 'base_lr', 'min_lr', 'weight_decay', 'clip_grad', 'warmup', 'layer_decay', 'max_skipped', 'encoder_lr'):
             v = getattr(self, k)
             if v is not None and not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"{k}={v!r}: must be a finite number >= 0")
@@ -142,22 +143,27 @@ def _vit_depth(model:nn.Module)->int:
            and layer_id(n, 10**6) <= 10**6]
     return max(ids) + 1 if ids else 0
 
+def is_encoder(name:str)->bool:
+    "True for a parameter of a ViT encoder (`encoder.` in its name: `StereoMAE.encoder`, `DisparityModel.backbone.encoder`)."
+    return bool(re.search(r'(^|\.)encoder\.', name))
+
 def param_groups(model:nn.Module,
                  weight_decay:float,      # AdamW decay for weight matrices
                  lr:float,                # peak learning rate (before layer scaling)
                  layer_decay:float=1.0,   # ρ of layer-wise lr decay (1.0 = off)
+                 encoder_lr:float=1.0,    # the encoder's lr relative to the rest (0: frozen, left out)
                 )->list[dict]:            # optimizer parameter groups with `lr_scale` and `layer`
-    "Split trainable parameters into decay / no-decay groups, per ViT layer when `layer_decay` < 1."
+    "Split trainable parameters into decay / no-decay groups, per ViT layer when `layer_decay` < 1, the encoder scaled by `encoder_lr`."
     skip = set(model.no_weight_decay()) if hasattr(model, 'no_weight_decay') else set()
     depth = _vit_depth(model) if layer_decay != 1 else 0
     groups = {}
     for n, p in model.named_parameters():
-        if not p.requires_grad: continue
+        if not p.requires_grad or (encoder_lr == 0 and is_encoder(n)): continue
         nd = no_weight_decay(n, p, skip)
         lid = layer_id(n, depth) if layer_decay != 1 else 0
-        scale = layer_decay ** (depth + 1 - lid) if layer_decay != 1 else 1.0
-        g = groups.setdefault((nd, lid), dict(params=[], weight_decay=0.0 if nd else weight_decay,
-                                              lr=lr * scale, lr_scale=scale, layer=lid))
+        scale = (layer_decay ** (depth + 1 - lid) if layer_decay != 1 else 1.0) * (encoder_lr if is_encoder(n) else 1.0)
+        g = groups.setdefault((nd, lid, scale), dict(params=[], weight_decay=0.0 if nd else weight_decay,
+                                                     lr=lr * scale, lr_scale=scale, layer=lid))
         g['params'].append(p)
     return [groups[k] for k in sorted(groups)]
 
@@ -168,8 +174,11 @@ def peak_lr(cfg:TrainConfig, world:int=1)->float:
     return cfg.base_lr * cfg.batch_size * cfg.grad_accum * world / 256
 
 def build_optimizer(model:nn.Module, cfg:TrainConfig, world:int=1)->torch.optim.AdamW:
-    "AdamW over `param_groups` with the config's decay, betas and (layer-scaled) peak learning rate."
-    groups = param_groups(model, cfg.weight_decay, peak_lr(cfg, world), cfg.layer_decay)
+    "AdamW over `param_groups` with the config's decay, betas and (layer-scaled) peak learning rate; `encoder_lr=0` freezes the encoder."
+    if cfg.encoder_lr == 0:
+        for n, p in model.named_parameters():
+            if is_encoder(n): p.requires_grad_(False)                 # frozen: no gradient is even computed
+    groups = param_groups(model, cfg.weight_decay, peak_lr(cfg, world), cfg.layer_decay, cfg.encoder_lr)
     if not groups: raise ValueError(f"{type(model).__name__} has no trainable parameters")
     return torch.optim.AdamW(groups, lr=peak_lr(cfg, world), betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 

@@ -25,6 +25,7 @@ CONFIGS = {   # name: (fields, backbone class)
     'cnn-alt-1-level':        (CNN | dict(corr_implementation='alt', n_gru_layers=1, context_norm='group'), CNNBackbone),
     'vit':                    (VIT, ViTBackbone),
     'vit-stem':               (VIT | dict(stem_dim=8), ViTBackbone),
+    'vit-stem-learned-neck':  (VIT | dict(stem_dim=8, patch_size=[8, 16], neck_reassemble='learned'), ViTBackbone),
     'vit-cnn-context':        (VIT | dict(context='cnn', n_gru_layers=2), ViTBackbone),
     'vit-stem-cnn-context-alt': (VIT | dict(stem_dim=8, context='cnn', corr_implementation='alt'), ViTBackbone),
     'vit-alt-1-level':        (VIT | dict(corr_implementation='alt', n_gru_layers=1), ViTBackbone),
