@@ -196,9 +196,10 @@ def build_scheduler(optimizer, cfg:TrainConfig):
     "The config's schedule over `cfg.steps` optimizer steps: 'cosine' (MAE), 'onecycle' (RAFT-Stereo) or 'constant'."
     w = round(cfg.warmup * cfg.steps)
     if cfg.schedule == 'cosine': return warmup_cosine(optimizer, cfg.steps, w, cfg.min_lr)
-    if cfg.schedule == 'onecycle':   # torch's OneCycleLR needs a warm-up longer than one step (short runs: tests, demos)
+    if cfg.schedule == 'onecycle':   # torch's OneCycleLR divides by zero at a warm-up of exactly one step: short runs get a bit more
+        pct = max(cfg.warmup, 1.001 / cfg.steps) if cfg.steps > 1 else cfg.warmup   # (a 1-step run has no warm-up to speak of)
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, [g['lr'] for g in optimizer.param_groups], total_steps=cfg.steps,
-                                                   pct_start=max(cfg.warmup, 1.001 / cfg.steps), cycle_momentum=False,
+                                                   pct_start=pct, cycle_momentum=False,
                                                    anneal_strategy='linear')
     if cfg.schedule == 'constant': return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: min(1.0, t / w) if w else 1.0)
     raise ValueError(f"schedule={cfg.schedule!r}: expected one of {SCHEDULES}")

@@ -151,3 +151,15 @@ def test_logs_are_csv_and_tensorboard(tmp_path):
     res = T.fit(toy_net(), ToyTask(), ToyStereoData(), toy_config(tmp_path, steps=3))
     assert [s for s, _ in T.read_scalars(res.run_dir)['loss']] == [1, 2, 3]
     assert list((res.run_dir / 'logs').glob('events.out.tfevents.*')), 'no TensorBoard event file'
+
+
+@pytest.mark.parametrize('steps', [1, 2, 3, 100, 250])
+def test_onecycle_runs_at_any_length(steps):
+    "torch's OneCycleLR divides by zero when the warm-up is exactly one step (100 steps at RAFT-Stereo's 1 %): every length runs, peaks once, ends low."
+    import math
+    from stereomae.train import build_scheduler, FinetuneConfig
+    opt = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=1e-3)
+    sched, lrs = build_scheduler(opt, FinetuneConfig(steps=steps, lr=1e-3, warmup=0.01)), []
+    for _ in range(steps): lrs.append(opt.param_groups[0]['lr']); opt.step(); sched.step()
+    assert all(map(math.isfinite, lrs)) and max(lrs) <= 1e-3 * (1 + 1e-9) and lrs[-1] < 1e-6
+    if steps >= 3: assert lrs[0] < max(lrs) and max(lrs) > 4e-4, lrs[:4]
