@@ -5,7 +5,7 @@
 # %% ../nbs/00b_config.ipynb #ce1db0d2
 from __future__ import annotations
 import dataclasses, difflib, types, typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import yaml
@@ -136,11 +136,14 @@ def _plain(v):
     if isinstance(v, Path): return str(v)
     return v
 
-def config_dict(*configs)->dict:
-    "Every field of the configs in one flat dict of plain YAML types (the first config wins a shared name)."
+def config_dict(*configs, defaults:bool=False)->dict:
+    "Every field of the configs in one flat dict of plain YAML types (the first config wins a shared name); `defaults`: the declared defaults instead."
     out = {}
     for c in configs:
-        for f in fields(c): out.setdefault(f.name, _plain(getattr(c, f.name)))
+        for f in fields(c):
+            if not defaults: out.setdefault(f.name, _plain(getattr(c, f.name)))
+            elif f.default is not MISSING: out.setdefault(f.name, _plain(f.default))
+            elif f.default_factory is not MISSING: out.setdefault(f.name, _plain(f.default_factory()))
     return out
 
 def save_config(path:str|Path, *configs)->Path:

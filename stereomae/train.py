@@ -810,6 +810,8 @@ def check_resume(stored:dict, cfg:TrainConfig, configs:tuple, source:str)->list[
     "Refuse to resume a checkpoint whose configuration differs from this run's where that would mix two runs; return the recipe keys that changed."
     new = config_dict(cfg, *configs)
     model_keys = set(config_dict(*configs)) if configs else set()
+    newer = config_dict(cfg, *configs, defaults=True)            # a key the kit gained after the checkpoint was written counts at its
+    stored = {**{k: v for k, v in newer.items() if k not in stored}, **stored}   # default: the behaviour the checkpoint was trained with
     changed = {k for k in set(stored) | set(new) if stored.get(k, '<unset>') != new.get(k, '<unset>')}
     arch = sorted(changed & model_keys)
     if arch: raise ValueError(f"{source} was trained with another architecture: {'; '.join(config_changes({k: stored.get(k) for k in arch}, {k: new.get(k) for k in arch}))}; "

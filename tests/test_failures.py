@@ -546,3 +546,17 @@ def test_a_failing_pair_is_named_and_the_others_are_written(tmp_path, capsys):
     assert 'good: 741x500' in out and 'bad-size: error: ' in out and "bad-size/im1.png: left is (1, 3, 500, 741), right is (1, 3, 500, 734)" in out, out
     assert sorted(p.name for p in (tmp_path / 'out' / 'good').iterdir()) == ['disp.npy', 'disp.pfm', 'disp.png']
     assert not (tmp_path / 'out' / 'bad-size').exists()
+
+
+@dataclass
+class ArchLater(Arch):
+    gain: float = 1.0   # a key the kit gained after the checkpoint was written; its default is the old behaviour
+
+
+def test_a_key_newer_than_the_checkpoint_counts_at_its_default(tmp_path):
+    "A checkpoint from before a model key existed resumes while the key keeps its default, and is refused once it does not."
+    ckpt = finished(tmp_path)
+    res = train.fit(Net(), L1(), Pairs(), recipe(tmp_path, steps=4, name='later', resume=str(ckpt)), configs=(ArchLater(),))
+    assert res.step == 4
+    with pytest.raises(train.SetupError, match=r'another architecture: gain: 1.0 -> 2.0'):
+        train.fit(Net(), L1(), Pairs(), recipe(tmp_path, steps=4, name='later2', resume=str(ckpt)), configs=(ArchLater(gain=2.0),))
