@@ -2,13 +2,12 @@
 forward captured once as a CUDA graph and replayed; with `--compile`, torch.compile's fused kernels captured the same
 way), in fp32, bf16 and fp16.
 
-NOT MEASURED YET on the kit: it needs a CUDA GPU (none was lent when it was written). On a lent GPU run it once:
+Measured once on a lent H200 (2026-12-04; the tables are on the benchmarks page and in chapter `09b_export`):
 
     python tests/benchmarks/bench_realtime.py            # eager and graph rows, both configurations (about a minute)
-    python tests/benchmarks/bench_realtime.py --compile  # adds the torch.compile rows (compiling 32 unrolled iterations takes minutes)
+    python tests/benchmarks/bench_realtime.py --compile  # adds the torch.compile rows (compiling 32 unrolled iterations took 163 s)
 
-and copy its tables (with the card and the torch version it prints) into the issue's note and the chapter
-`09b_export` (the table marked "not measured yet").
+Without a CUDA GPU it says so and measures nothing.
 
 Configurations: RAFT-Stereo's default CNN (32 iterations) and its real-time configuration (shared backbone, 1/8, two
 GRU levels, slow-fast; 7 iterations) at 384×1248 (KITTI size). Random weights with damped update steps: the time does
