@@ -48,6 +48,7 @@ def test_tutorial_tiny(tmp_path):
         assert v['low'] <= v['mean'] <= v['high'] and math.isclose(v['high'] - v['mean'], v['half'], rel_tol=1e-9, abs_tol=1e-12)
     assert any('Cross-view MIM (`croco`) beats `scratch`' in s for s in res['summary'])
     assert any("The paper's design stays within the interval" in s for s in res['summary'])
+    assert any("The probe's reach: the encoder that stage 2 trained (`scratch, after stage 2`)" in s for s in res['summary'])
     assert {k.split(' | ')[0] for k in res['sweep']} == {'scratch', min(['paper', 'croco', 'mum'], key=lambda a: res['mean'][a]['target epe'])}
     assert 0 < res['motorcycle_beyond'] < 0.05, 'the Motorcycle pair is scaled into the training range'
     assert math.isfinite(res['cpu_seconds']) and res['cpu_seconds'] > 0 and res['threads'] >= 1
