@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #62f57806
 from __future__ import annotations
-import contextlib, errno, math, os, re, random, secrets, shutil, time
+import contextlib, contextvars, errno, math, os, re, random, secrets, shutil, time
 from pathlib import Path
 from typing import Sequence
 
@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt
 
 # %% auto #0
 __all__ = ['SHAPE_LETTERS', 'LEFT', 'RIGHT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TEMP_FILE_PATTERN', 'warp_right_to_left',
-           'check_shape', 'check_image', 'check_pair', 'seed_everything', 'as_generator', 'default_device', 'amp_dtype',
-           'device_info', 'pad_to_multiple', 'unpad', 'atomic_write', 'remove_stale_temp_files', 'to_numpy',
-           'show_pair', 'show_disparity', 'show_error', 'draw_pipeline']
+           'check_shape', 'check_image', 'check_pair', 'deferred_value_checks', 'out_of_range', 'seed_everything',
+           'as_generator', 'default_device', 'amp_dtype', 'device_info', 'pad_to_multiple', 'unpad', 'atomic_write',
+           'remove_stale_temp_files', 'to_numpy', 'show_pair', 'show_disparity', 'show_error', 'draw_pipeline']
 
 # %% ../nbs/00_core.ipynb #9c49f5c6
 SHAPE_LETTERS = {
@@ -66,16 +66,19 @@ def check_shape(x,                  # tensor or array to check
     return dims
 
 # %% ../nbs/00_core.ipynb #021cc9c1
+_DEFERRED = contextvars.ContextVar('stereomae_deferred_value_checks', default=False)  # see `deferred_value_checks` below
+
 def check_image(img:Tensor,        # expected (B, 3, H, W) float in [0, 1]
                 name:str='image',  # how the error message calls it
                 dims:dict|None=None,
                )->dict:
-    "Check an image batch: shape `(B, 3, H, W)`, floating dtype, finite values in [0, 1]."
+    "Check an image batch: shape `(B, 3, H, W)`, floating dtype, finite values in [0, 1] (values: not inside `deferred_value_checks`)."
     dims = check_shape(img, 'B 3 H W', name, dims)
     if not torch.is_tensor(img) or not img.is_floating_point():
         raise TypeError(f"{name} must be a float tensor in [0, 1], got {getattr(img, 'dtype', type(img))}")
     if img.numel() == 0:
         raise ValueError(f"{name} is {tuple(img.shape)}: it holds no pixel (B, H and W must be at least 1)")
+    if _DEFERRED.get(): return dims                  # values are checked by the caller (`deferred_value_checks`)
     lo, hi = img.min().item(), img.max().item()
     if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f"{name} has non-finite values")
     if lo < -1e-3 or hi > 1 + 1e-3:
@@ -87,6 +90,19 @@ def check_pair(left:Tensor, right:Tensor)->dict:
     if tuple(left.shape) != tuple(right.shape):
         raise ValueError(f"left is {tuple(left.shape)}, right is {tuple(right.shape)}: sizes must match")
     return check_image(right, 'right', check_image(left, 'left'))
+
+# %% ../nbs/00_core.ipynb #8d405ac5
+@contextlib.contextmanager
+def deferred_value_checks():
+    "Within: `check_image` and `check_pair` check shapes and dtypes only; the caller checks values with `out_of_range`, without a host read."
+    token = _DEFERRED.set(True)
+    try: yield
+    finally: _DEFERRED.reset(token)
+
+def out_of_range(img:Tensor, lo:float=0.0, hi:float=1.0, tol:float=1e-3)->Tensor:
+    "A 0-d bool on `img`'s device, True when a value is outside [lo, hi] (± tol) or not finite; nothing is read to the host."
+    mn, mx = torch.aminmax(img.detach())        # NaN propagates: every comparison with it is False
+    return ~((mn >= lo - tol) & (mx <= hi + tol))
 
 # %% ../nbs/00_core.ipynb #72dbae57
 def seed_everything(seed:int=0)->torch.Generator:

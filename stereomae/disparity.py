@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_disparity.ipynb #537f2b5f
 from __future__ import annotations
-import difflib, math
+import contextlib, difflib, math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Sequence
@@ -14,7 +14,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 
-from .core import check_pair, pad_to_multiple, unpad, amp_dtype, show_disparity, show_error
+from .core import check_pair, pad_to_multiple, unpad, amp_dtype, show_disparity, show_error, deferred_value_checks, out_of_range
 from .vit import ViTEncoder, as_pair, patch_grid
 from .mae import MaeConfig
 from .losses import sequence_loss
@@ -748,10 +748,12 @@ class DisparityTask(Task):
 
     def __call__(self, model, batch, train=True):
         if 'disp' not in batch: raise KeyError(f"stage 2 needs ground-truth disparity; the batch has {sorted(batch)}")
-        out = model(batch['left'], batch['right'], iters=self.train_iters if train else self.valid_iters)
+        with deferred_value_checks() if train else contextlib.nullcontext():   # training: image values checked on the device
+            out = model(batch['left'], batch['right'], iters=self.train_iters if train else self.valid_iters)
         preds = out.preds if train else [out.disp]
         loss, metrics = sequence_loss([p.float() for p in preds], batch['disp'], batch['valid'], self.gamma, self.max_disp)
-        return StepOutput(loss, metrics)
+        problems = {f'{k} images outside [0, 1] or not finite': out_of_range(batch[k]) for k in ('left', 'right')} if train else {}
+        return StepOutput(loss, metrics, problems)
 
     @torch.no_grad()
     def figure(self, model, batch, device):

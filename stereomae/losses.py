@@ -247,8 +247,8 @@ def sequence_loss(preds:list[Tensor],   # N predictions, each (B, 1, H, W) posit
                   disp:Tensor,          # (B, 1, H, W) ground truth
                   valid:Tensor,         # (B, 1, H, W) bool, where the ground truth counts
                   gamma:float=0.9, max_disp:float=700,
-                 )->tuple[Tensor, dict[str, float]]: # loss, metrics of the last prediction: epe, 1px, 3px, 5px (error rates)
-    "Weighted L1 over the sequence of predictions; metrics of the last one."
+                 )->tuple[Tensor, dict[str, Tensor]]: # loss, metrics of the last prediction (0-d tensors): epe, 1px, 3px, 5px (error rates)
+    "Weighted L1 over the sequence of predictions; metrics of the last one (on the device: nothing is read to the host)."
     if not isinstance(preds, (list, tuple)) or not preds: raise ValueError(f"preds must be a non-empty list of (B, 1, H, W) tensors, got {type(preds).__name__} of length {len(preds) if hasattr(preds, '__len__') else '?'}")
     if not max_disp > 0: raise ValueError(f"max_disp is {max_disp}: it must be positive (pixels with d >= max_disp do not count)")
     dims = check_shape(disp, 'B 1 H W', 'disp'); check_shape(valid, 'B 1 H W', 'valid', dims)
@@ -258,8 +258,8 @@ def sequence_loss(preds:list[Tensor],   # N predictions, each (B, 1, H, W) posit
     loss = disp.new_zeros(())
     for w, p in zip(sequence_weights(len(preds), gamma), preds):
         loss = loss + w * torch.where(valid, (p - d).abs(), 0.0).sum() / count
-    err = (preds[-1].detach() - d).abs()[valid]                  # (number of valid pixels,)
-    nan = float('nan')
-    metrics = {'epe': err.mean().item() if err.numel() else nan}
-    metrics |= {f'{t}px': (err > t).float().mean().item() if err.numel() else nan for t in (1, 3, 5)}
+    err = (preds[-1].detach() - d).abs()                          # (B, 1, H, W); only valid pixels count
+    n = valid.sum()
+    mean = lambda x: torch.where(n > 0, torch.where(valid, x, 0.0).sum() / n.clamp_min(1), float('nan'))  # NaN without valid pixels
+    metrics = {'epe': mean(err)} | {f'{t}px': mean((err > t).float()) for t in (1, 3, 5)}
     return loss, metrics

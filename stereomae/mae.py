@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_mae.ipynb #cff80294
 from __future__ import annotations
-import math, warnings
+import contextlib, math, warnings
 from dataclasses import dataclass, field, asdict, replace
 from functools import partial
 
@@ -17,7 +17,7 @@ from einops import rearrange, repeat
 from timm.layers import Attention, Mlp
 from timm.models.vision_transformer import Block
 
-from .core import check_pair, check_shape, LEFT, RIGHT
+from .core import check_pair, check_shape, deferred_value_checks, out_of_range, LEFT, RIGHT
 from .masking import MASK_MODES, make_mask, scatter_tokens
 from .vit import ViTEncoder, EncoderOutput, patchify, unpatchify, patch_grid, sincos_pos_embed, as_pair
 from .losses import ReconstructionLoss, LOSS_REGIONS, norm_pix_target
@@ -234,14 +234,20 @@ class StereoMAE(nn.Module):
         "(B, 2, N) masks of the model's mode and ratio; `cross_view` always hides the left view (the flip augmentation swaps the roles)."
         return make_mask(self.mask_mode, B, N, self.mask_ratio, generator, hidden_view=LEFT, device=device)
 
+    def visible_counts(self, N:int)->tuple[int, int]:
+        "Visible patches of the left and right view in every mask `draw_mask` makes for `N` patches per view."
+        K = N - int(self.mask_ratio * N)
+        return (K, N) if self.mask_mode == 'cross_view' else (K, K)
+
     def forward(self, left:Tensor, right:Tensor,        # (B, 3, H, W) in [0, 1], H and W multiples of the patch
                 mask:Tensor|None=None,                  # (B, 2, N) bool, True = hidden; None: drawn here
                 generator:torch.Generator|None=None,    # for the drawn mask
                 check_mask:bool=True,                   # refuse a given mask that hides a whole view (reads it: a sync on a GPU)
+                visible:tuple[int, int]|None=None,      # visible patches per view when known (masks of `draw_mask`: `visible_counts`): nothing is read from the mask
                )->MaeOutput:
         check_pair(left, right)
         h, w = patch_grid(left.shape[-2:], self.patch_size, 'left')
-        if mask is None: mask = self.draw_mask(left.shape[0], h * w, generator, device=left.device)
+        if mask is None: mask, visible = self.draw_mask(left.shape[0], h * w, generator, device=left.device), self.visible_counts(h * w)
         else:
             check_shape(mask, f'{left.shape[0]} 2 {h * w}', 'mask')
             if check_mask and bool(mask.bool().all(-1).any()):
@@ -251,10 +257,10 @@ class StereoMAE(nn.Module):
             if check_mask and self.decoded_views == (LEFT,) and bool(mask.bool()[:, RIGHT].any()):
                 raise ValueError("mask hides patches of the right view, but this model decodes the hidden left view only "
                                  "(cross_view masking with a cross-view decoder): hide the left view")
-        return self.forward_unchecked(left, right, mask.bool())
-    def forward_unchecked(self, left, right, mask)->MaeOutput:
+        return self.forward_unchecked(left, right, mask.bool(), visible)
+    def forward_unchecked(self, left, right, mask, visible=None)->MaeOutput:
         "`forward` without input checks (they read values; FLOP counting runs on the meta device)."
-        enc = self.encoder(left, right, mask)
+        enc = self.encoder(left, right, mask, visible=visible)
         pred = self.decoder(enc, views=self.decoded_views)                        # (B, V, N, P)
         target = torch.stack([patchify(left, self.patch_size), patchify(right, self.patch_size)], 1)  # (B, V, N, P)
         imgs = {}
@@ -354,19 +360,30 @@ def show_reconstruction(left:Tensor, right:Tensor, out:MaeOutput, rec:Reconstruc
 
 # %% ../nbs/05_mae.ipynb #d027d488
 def sample_masks(model:nn.Module, batch:dict)->Tensor|None:
-    "(B, 2, N) masks drawn per sample from `batch['seed']` with the model's mode and ratio (None if the batch has no seeds)."
+    "(B, 2, N) masks drawn per sample from `batch['seed']` with the model's mode and ratio (None if the batch has no seeds); on the host, then moved to the batch's device."
     if 'seed' not in batch: return None
     m = unwrap(model)
     h, w = patch_grid(batch['left'].shape[-2:], m.patch_size, 'left')
     gens = [torch.Generator().manual_seed(int(s)) for s in batch['seed'].tolist()]
-    return torch.cat([m.draw_mask(1, h * w, g) for g in gens]).to(batch['left'].device)
+    return torch.cat([m.draw_mask(1, h * w, g) for g in gens]).to(batch['left'].device, non_blocking=True)
 
 class PretrainTask(Task):
     "Stage 1: the MAE's own reconstruction loss on per-sample masks; reconstruction figures."
     kind = 'pretrain'
+    def prepare(self, model, batch):
+        "On the host, before the copy: the masks from the sample seeds (the same masks on every device and after a resume)."
+        mask = sample_masks(model, batch)
+        return batch if mask is None else {**batch, 'mask': mask}
+
     def __call__(self, model, batch, train=True):
-        out = model(batch['left'], batch['right'], mask=sample_masks(model, batch), check_mask=False)  # valid by construction
-        return StepOutput(out.loss, {f'loss_{k}': v.detach() for k, v in getattr(out, 'terms', {}).items()})
+        m = unwrap(model)
+        mask = batch['mask'] if 'mask' in batch else sample_masks(model, batch)
+        h, w = patch_grid(batch['left'].shape[-2:], m.patch_size, 'left')
+        with deferred_value_checks() if train else contextlib.nullcontext():  # training: image values checked on the device, read at the log step
+            out = model(batch['left'], batch['right'], mask=mask, check_mask=False,   # masks valid by construction
+                        visible=m.visible_counts(h * w) if mask is not None else None)
+        problems = {f'{k} images outside [0, 1] or not finite': out_of_range(batch[k]) for k in ('left', 'right')} if train else {}
+        return StepOutput(out.loss, {f'loss_{k}': v.detach() for k, v in getattr(out, 'terms', {}).items()}, problems)
 
     @torch.no_grad()
     def figure(self, model, batch, device):

@@ -16,15 +16,21 @@ __all__ = ['MASK_MODES', 'make_mask', 'visible_indices', 'gather_tokens', 'scatt
 MASK_MODES = ('independent', 'tube', 'cross_view')
 
 def _random_hidden(B:int, V:int, N:int, n:int, generator, device)->Tensor:
-    "(B, V, N) bool with exactly `n` True per row, chosen uniformly."
-    noise = torch.rand(B, V, N, generator=generator)                   # (B, V, N) on the generator's device (CPU)
+    "(B, V, N) bool with exactly `n` True per row, chosen uniformly (drawn on the generator's device: a GPU generator never waits on the host)."
+    noise = torch.rand(B, V, N, generator=generator, device=_draw_device(generator, device))  # (B, V, N)
     rank = noise.argsort(-1).argsort(-1)                               # (B, V, N) rank of each cell's noise
     return (rank < n).to(device)
+
+def _draw_device(generator, device)->torch.device:
+    "Where noise is drawn: on the generator's device; without a generator on `device` when it is a GPU, else on the CPU (its numbers unchanged)."
+    if generator is not None: return generator.device
+    device = torch.device(device) if device is not None else torch.device('cpu')
+    return device if device.type != 'mps' else torch.device('cpu')
 
 def make_mask(mode:str,                # 'independent' | 'tube' | 'cross_view'
               B:int, N:int,            # batch size, tokens per view
               ratio:float=0.75,        # fraction of patches hidden in each masked view, in [0, 1)
-              generator:torch.Generator|None=None, # source of randomness (CPU); None uses torch's global one
+              generator:torch.Generator|None=None, # source of randomness (its device draws); None: torch's global one on `device`
               hidden_view:int|str='random', # cross_view only: LEFT (0), RIGHT (1) or 'random' (drawn per call)
               device:str|torch.device|None=None, # where the mask goes
              )->Tensor:                # (B, 2, N) bool, True = hidden
@@ -47,16 +53,18 @@ def make_mask(mode:str,                # 'independent' | 'tube' | 'cross_view'
                       f"so a loss on hidden patches has nothing to score; use a larger ratio, or 0 to ask for no mask", stacklevel=2)
     if mode == 'independent': return _random_hidden(B, 2, N, n, generator, device)
     if mode == 'tube': return _random_hidden(B, 1, N, n, generator, device).expand(B, 2, N).clone()
-    if hidden_view == 'random': hidden_view = int(torch.randint(0, 2, (), generator=generator))
+    if hidden_view == 'random': hidden_view = int(torch.randint(0, 2, (), generator=generator, device=_draw_device(generator, device)))  # (a read: pass the view in a GPU step)
     m = torch.zeros(B, 2, N, dtype=torch.bool, device=device)
     m[:, hidden_view] = _random_hidden(B, 1, N, n, generator, device)[:, 0]
     return m
 
 # %% ../nbs/02_masking.ipynb #8914b41d
 def visible_indices(mask:Tensor, # (..., N) bool, True = hidden; every row must keep the same count
+                    count:int|None=None, # K when the caller knows it (masks of `make_mask`): the mask is then not read (no host sync on a GPU)
                    )->Tensor:    # (..., K) long, the visible cells of each row in ascending order
     "Indices of the visible (False) cells of each row of a mask, a fixed count `K` per row."
     check_shape(mask, '... N', 'mask')
+    if count is not None: return mask.bool().float().argsort(dim=-1, stable=True)[..., :count]
     keep = (~mask.bool()).sum(-1)                                      # (...,)
     if keep.numel() and (keep != keep.flatten()[0]).any():
         raise ValueError(f"mask keeps {sorted(set(keep.flatten().tolist()))} cells in different rows: "

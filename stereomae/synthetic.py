@@ -4,7 +4,7 @@
 
 # %% ../nbs/01a_synthetic.ipynb #ea72b75f
 from __future__ import annotations
-import math, warnings
+import contextlib, math, warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +21,8 @@ from .data import split_key, write_motorcycle_sample
 # %% auto #0
 __all__ = ['PHOTOS', 'SHAPES', 'DOMAINS', 'value_noise', 'TextureBank', 'texture_bank', 'Scene', 'random_scene', 'render_view',
            'nocc_mask', 'shade', 'StereoRender', 'render_scene', 'warp_error', 'camera_response', 'domain_tiles',
-           'item_generator', 'SyntheticStereo', 'write_middlebury', 'write_synthetic_samples', 'write_samples']
+           'item_generator', 'one_thread', 'SyntheticStereo', 'write_middlebury', 'write_synthetic_samples',
+           'write_samples']
 
 # %% ../nbs/01a_synthetic.ipynb #5743317e
 def value_noise(B:int, C:int, H:int, W:int,  # output (B, C, H, W)
@@ -303,6 +304,16 @@ def item_generator(seed:int, index:int)->torch.Generator:
     return as_generator(int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1))
 
 # %% ../nbs/01a_synthetic.ipynb #878d23a7
+@contextlib.contextmanager
+def one_thread():
+    "Run the block with one intra-op torch thread (small tensors: no waiting on other threads), then restore the caller's count."
+    n = torch.get_num_threads()
+    if n == 1: yield; return
+    torch.set_num_threads(1)
+    try: yield
+    finally: torch.set_num_threads(n)
+
+# %% ../nbs/01a_synthetic.ipynb #1bc1e45a
 class SyntheticStereo(torch.utils.data.Dataset):
     "`n` procedural stereo pairs with exact disparity and `nocc` masks, as the kit's sample dicts."
     seedable = True  # `ds[(i, seed)]`: pair i (always the same), augmented from `seed` (`stereomae.data.split_key`)
@@ -343,11 +354,12 @@ class SyntheticStereo(torch.utils.data.Dataset):
     def __getitem__(self, key:int|tuple[int, int])->dict:
         i, g = split_key(key)
         if not -self.n <= i < self.n: raise IndexError(f"index {i} is out of range for {self.n} pairs")
-        i = i % self.n; r = self.render(i)
-        s = dict(left=r.left, right=r.right, disp=r.disp, valid=torch.ones_like(r.nocc), nocc=r.nocc,
-                 paths=dict(left='', right='', disp=''), name=self.name(i))
-        if self.right_disp: s.update(disp_right=r.disp_right, valid_right=torch.ones_like(r.nocc), nocc_right=r.nocc_right)
-        return s if self.aug is None else self.aug(s, g)
+        with one_thread():
+            i = i % self.n; r = self.render(i)
+            s = dict(left=r.left, right=r.right, disp=r.disp, valid=torch.ones_like(r.nocc), nocc=r.nocc,
+                     paths=dict(left='', right='', disp=''), name=self.name(i))
+            if self.right_disp: s.update(disp_right=r.disp_right, valid_right=torch.ones_like(r.nocc), nocc_right=r.nocc_right)
+            return s if self.aug is None else self.aug(s, g)
     def write_middlebury(self, root:str|Path, indices=None)->list[Path]:
         "Write pairs (default: all) as Middlebury 2014 scene folders `root/<name>-perfect` (see below)."
         return [write_middlebury(self.render(i), Path(root) / f'{self.name(i)}-perfect', self.max_disp)

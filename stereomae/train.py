@@ -4,31 +4,34 @@
 
 # %% ../nbs/04a_train.ipynb #d47df931
 from __future__ import annotations
-import contextlib, csv, dataclasses, json, math, os, random, re, sys, time, warnings
+import contextlib, contextvars, csv, dataclasses, json, math, os, random, re, sys, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
+import traceback
 
 import numpy as np
 import torch
 import torch.distributed as torch_dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .core import atomic_write, amp_dtype, default_device, remove_stale_temp_files
 from .config import config_dict, save_config, load_params
 from .data import ResumableSampler, read_item, sample_seed
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'PRECISIONS', 'CHECKPOINT_FORMAT', 'RESUMABLE_KEYS', 'TrainConfig', 'PretrainConfig', 'FinetuneConfig',
-           'no_weight_decay', 'layer_id', 'is_encoder', 'param_groups', 'peak_lr', 'build_optimizer', 'warmup_cosine',
-           'build_scheduler', 'autocast_dtype', 'autocast', 'grad_scaler', 'TensorSamples', 'with_ids', 'KeyedSamples',
-           'BatchStream', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'save_weights',
-           'weights_metadata', 'read_weights', 'check_state_dict', 'RunDir', 'ScalarLog', 'read_scalars', 'DistInfo',
-           'init_distributed', 'StepOutput', 'Task', 'to_device', 'sample_names', 'TrainState', 'Callback',
-           'NonFiniteLoss', 'flush', 'ProgressBar', 'LogScalars', 'Validate', 'Figures', 'Checkpoints', 'provenance',
-           'model_card', 'write_checkpoint', 'train_step', 'FitResult', 'config_changes', 'check_resume', 'reschedule',
-           'SetupError', 'fit', 'unwrap', 'model_configs', 'valid_loader']
+__all__ = ['SCHEDULES', 'PRECISIONS', 'COMPILE_MODES', 'OPTIMIZER_IMPLS', 'CHECKPOINT_FORMAT', 'RESUMABLE_KEYS', 'TrainConfig',
+           'PretrainConfig', 'FinetuneConfig', 'no_weight_decay', 'layer_id', 'is_encoder', 'param_groups', 'peak_lr',
+           'build_optimizer', 'optimizer_kernels', 'warmup_cosine', 'build_scheduler', 'autocast_dtype', 'autocast',
+           'grad_scaler', 'TensorSamples', 'with_ids', 'KeyedSamples', 'BatchStream', 'rng_state', 'set_rng_state',
+           'save_checkpoint', 'load_checkpoint', 'save_weights', 'weights_metadata', 'read_weights', 'check_state_dict',
+           'RunDir', 'ScalarLog', 'read_scalars', 'DistInfo', 'init_distributed', 'StepOutput', 'Task', 'to_device',
+           'sample_names', 'TrainState', 'Callback', 'NonFiniteLoss', 'BadBatch', 'flush', 'ProgressBar', 'LogScalars',
+           'Validate', 'Figures', 'Checkpoints', 'provenance', 'model_card', 'write_checkpoint', 'train_step',
+           'on_host', 'host_resident', 'HostSyncs', 'FitResult', 'config_changes', 'check_resume', 'reschedule',
+           'SetupError', 'compile_model', 'capture_update_block', 'fit', 'unwrap', 'model_configs', 'valid_loader']
 
 # %% ../nbs/04a_train.ipynb #283b5580
 @dataclass
@@ -66,6 +69,9 @@ class TrainConfig:
     progress:bool = True         # text progress bar on stderr (readable in JupyterLab, logs and papermill output)
     flush_denormal:bool = True   # CPU: treat denormal floats as zero while training (they made CPU steps up to 1.7x slower)
     find_unused_parameters:bool = False # DDP: needed only for models that skip parameters in some steps
+    compile:str = 'off'          # torch.compile the model: 'off' | 'default' | 'reduce-overhead' (also CUDA graphs) | 'max-autotune' | 'trace' (graph capture without code generation: a check); fuses elementwise kernels and cuts launches on GPUs; where it cannot compile, one line says why and the run goes on eagerly
+    optimizer_impl:str = 'auto'  # AdamW's kernels: 'auto' (fused on CUDA: one kernel for all parameters and no host read under fp16 loss scaling; torch's default loop elsewhere, whose numbers the tests pin) | 'fused' | 'foreach' | 'loop'
+    channels_last:bool = False   # image batches in channels-last layout, so convolutions (the CNN parts of stage 2) run NHWC, which GPU tensor cores and oneDNN read directly; results equal up to rounding
 
     def __post_init__(self):
         pos = dict(steps=self.steps, batch_size=self.batch_size, grad_accum=self.grad_accum, log_every=self.log_every,
@@ -80,11 +86,14 @@ class TrainConfig:
         if not 0 <= self.warmup < 1: raise ValueError(f"warmup={self.warmup}: a fraction of the steps in [0, 1)")
         if self.num_workers < 0 or self.keep_checkpoints < 0 or self.valid_every < 0 or self.figure_every < 0:
             raise ValueError("num_workers, keep_checkpoints, valid_every and figure_every must be >= 0")
-        for k, allowed in (('schedule', SCHEDULES), ('nonfinite', ('stop', 'skip')), ('precision', PRECISIONS)):
+        for k, allowed in (('schedule', SCHEDULES), ('nonfinite', ('stop', 'skip')), ('precision', PRECISIONS),
+                           ('compile', COMPILE_MODES), ('optimizer_impl', OPTIMIZER_IMPLS)):
             if getattr(self, k) not in allowed: raise ValueError(f"{k}={getattr(self, k)!r}: expected one of {allowed}")
 
 SCHEDULES = ('cosine', 'onecycle', 'constant')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+COMPILE_MODES = ('off', 'default', 'reduce-overhead', 'max-autotune', 'trace')
+OPTIMIZER_IMPLS = ('auto', 'fused', 'foreach', 'loop')
 
 @dataclass
 class PretrainConfig(TrainConfig):
@@ -116,6 +125,7 @@ class FinetuneConfig(TrainConfig):
     valid_samples:int = 8        # validation pairs used (the first ones)
     crop:tuple[int, int] = (320, 720) # RAFT-Stereo's training crop (the paper's code used 224×448)
     valid_crop:tuple[int, int]|None = None # centre crop for validation; None = full images
+    cuda_graphs:bool = False     # capture the GRU update block as CUDA graphs (torch.compile 'reduce-overhead'): its 22 iterations per step have static shapes and are launch-bound at small batches; CUDA only (elsewhere one line says so and it runs eagerly)
 
     def __post_init__(self):
         super().__post_init__()
@@ -180,7 +190,16 @@ def build_optimizer(model:nn.Module, cfg:TrainConfig, world:int=1)->torch.optim.
             if is_encoder(n): p.requires_grad_(False)                 # frozen: no gradient is even computed
     groups = param_groups(model, cfg.weight_decay, peak_lr(cfg, world), cfg.layer_decay, cfg.encoder_lr)
     if not groups: raise ValueError(f"{type(model).__name__} has no trainable parameters")
-    return torch.optim.AdamW(groups, lr=peak_lr(cfg, world), betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    kernels = optimizer_kernels(cfg.optimizer_impl, [p for g in groups for p in g['params']])
+    return torch.optim.AdamW(groups, lr=peak_lr(cfg, world), betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **kernels)
+
+def optimizer_kernels(impl:str,            # 'auto' | 'fused' | 'foreach' | 'loop' (`TrainConfig.optimizer_impl`)
+                      params:list[Tensor],  # the parameters the optimizer will own (their device decides 'auto')
+                     )->dict:               # keyword arguments for `torch.optim.AdamW`
+    "AdamW's implementation: fused kernels on CUDA for 'auto' (torch's default elsewhere), or the one asked for."
+    if impl not in OPTIMIZER_IMPLS: raise ValueError(f"optimizer_impl={impl!r}: expected one of {OPTIMIZER_IMPLS}")
+    if impl == 'auto': return dict(fused=True) if params and all(p.is_cuda for p in params) else {}
+    return dict(fused=True) if impl == 'fused' else dict(foreach=impl == 'foreach')
 
 def warmup_cosine(optimizer, steps:int, warmup_steps:int, min_lr:float=0.0):
     "MAE's schedule: lr·t/t_w during warm-up, then a half-cycle cosine down to `min_lr` (scaled like each group)."
@@ -483,30 +502,38 @@ class StepOutput:
     "What a task returns for one batch."
     loss:Tensor                  # scalar to minimise
     metrics:dict = field(default_factory=dict) # 0-d tensors (or floats) to log (the loss is logged anyway)
+    problems:dict = field(default_factory=dict) # {what is wrong: 0-d bool tensor, True = wrong}: input checks left on the device, read with the losses at the next log step
 
 class Task:
     "Turns batches into losses; `validate` and `figure` judge and picture the model. Subclass for each stage."
     kind = 'task'
+    def prepare(self, model:nn.Module, batch:dict)->dict:
+        "The batch on the host, before it is copied to the device: work that needs its values (masks from sample seeds) goes here."
+        return batch
     def __call__(self, model:nn.Module, batch:dict, train:bool=True)->StepOutput: raise NotImplementedError
     @torch.no_grad()
     def validate(self, model:nn.Module, data:Iterable[dict], device:torch.device)->dict:
         sums, n = {}, 0
         for batch in data:
-            out = self(model, to_device(batch, device), train=False)
+            out = self(model, to_device(self.prepare(model, batch), device), train=False)
             for k, v in {'loss': out.loss, **out.metrics}.items(): sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
         return {k: v / max(n, 1) for k, v in sums.items()}
     def figure(self, model:nn.Module, batch:dict, device:torch.device): return None
 
-def to_device(batch, device:torch.device):
-    "Move every tensor of a (nested) batch to `device`; other values stay."
-    if torch.is_tensor(batch): return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict): return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
+def to_device(batch, device:torch.device,
+              channels_last:bool=False):   # 4-D float tensors (image batches) in channels-last layout
+    "Move every tensor of a (nested) batch to `device` without waiting for the copy; other values stay."
+    if torch.is_tensor(batch):
+        if channels_last and batch.dim() == 4 and batch.is_floating_point():
+            return batch.to(device, non_blocking=True, memory_format=torch.channels_last)
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict): return {k: to_device(v, device, channels_last) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device, channels_last) for v in batch)
     return batch
 
 def sample_names(batch:dict)->list[str]:
-    "The left-image paths of a batch (or names, or indices) for error messages."
+    "The left-image paths of a batch (or names, or indices) for error messages (read on the host: call it before the copy)."
     paths = batch.get('paths', {})
     left = paths.get('left') if isinstance(paths, dict) else None
     if left is not None and any(left): return list(left)
@@ -538,6 +565,7 @@ class TrainState:
     valid:dict = field(default_factory=dict)    # the last validation
     checkpoint:Path|None = None            # the newest checkpoint written or resumed from
     stop:bool = False                      # a callback sets it to end the run after this step
+    compiling:bool = False                 # the next micro-step is the first of a compiled model (it falls back to eager on failure)
 
     def state_dict(self)->dict:
         "The checkpoint: every state needed to continue, and the config that made it (random states of every rank)."
@@ -570,16 +598,26 @@ class Callback:
 # %% ../nbs/04a_train.ipynb #f5fc0917
 class NonFiniteLoss(RuntimeError): "The loss or the weights became NaN or infinite."
 
+class BadBatch(ValueError): "A training batch failed an input check that ran on the device (read at the next log step)."
+
 def flush(state:TrainState):
-    "Copy the pending steps' numbers from the device (once), check them, and append them to `history`."
+    "Copy the pending steps' numbers and input checks from the device (once), check them, and append the numbers to `history`."
     if not state.pending: return
     keys = sorted({k for r in state.pending for k, v in r.items() if torch.is_tensor(v)})
-    vals = torch.stack([torch.stack([r[k].detach().float().reshape(()) if k in r else torch.tensor(float('nan'), device=r['loss'].device)
-                                     for k in keys]) for r in state.pending]).cpu()          # (steps, metrics): one copy
+    probs = sorted({k for r in state.pending for k in r.get('problems', {})})
+    def row(r):
+        dev = r['loss'].device
+        return torch.stack([r[k].detach().float().reshape(()) if k in r else torch.full((), float('nan'), device=dev) for k in keys]
+                           + [r['problems'][k].float().reshape(()) if k in r.get('problems', {}) else torch.zeros((), device=dev) for k in probs])
+    vals = torch.stack([row(r) for r in state.pending]).cpu()          # (steps, metrics + checks): one copy
     if state.dist.world > 1:
         vals = vals.to(state.device); torch_dist.all_reduce(vals); vals = (vals / state.dist.world).cpu()
     for r, row in zip(state.pending, vals.tolist()):
-        rec = {**{k: v for k, v in r.items() if not torch.is_tensor(v) and k != 'samples'}, **dict(zip(keys, row))}
+        bad = [k for k, v in zip(probs, row[len(keys):]) if v > 0]
+        if bad: raise BadBatch(f"step {r['step']}: {'; '.join(bad)} (samples {r.get('samples')}); the check ran on the device and "
+                               "was read at this log step")
+        row = row[:len(keys)]
+        rec = {**{k: v for k, v in r.items() if not torch.is_tensor(v) and k not in ('samples', 'problems')}, **dict(zip(keys, row))}
         if not math.isfinite(rec['loss']) and not r.get('skipped_step'):
             raise NonFiniteLoss(f"non-finite loss ({rec['loss']}) at step {rec['step']} (samples {r.get('samples')}); "
                                 "set nonfinite='skip' to skip such steps")
@@ -741,6 +779,12 @@ def _train_mode(model:nn.Module, cfg:TrainConfig):
     model.train()
     if cfg.freeze_bn and hasattr(model, 'freeze_bn'): model.freeze_bn()
 
+def _host_batch(state:TrainState)->tuple[dict, list[str]]:
+    "The next batch prepared by the task on the host, and its sample names: nothing here waits for the device."
+    with on_host():
+        batch = state.task.prepare(state.model, next(state.data))
+        return batch, sample_names(batch)
+
 def _micro_step(state:TrainState, batch:dict, last:bool)->StepOutput:
     "Forward and backward of one micro-batch (the loss divided by `grad_accum` for the backward pass)."
     net = state.net
@@ -753,16 +797,19 @@ def _micro_step(state:TrainState, batch:dict, last:bool)->StepOutput:
 def train_step(state:TrainState):
     "One optimizer step over `grad_accum` micro-batches; its numbers go to `state.record` (tensors) and `state.pending`."
     cfg, lr = state.cfg, state.lr
-    sums, samples = {}, []
+    sums, problems, samples = {}, {}, []
     for m in range(cfg.grad_accum):
-        batch = to_device(next(state.data), state.device)
-        out = _micro_step(state, batch, last=m == cfg.grad_accum - 1)
-        samples += sample_names(batch)
+        host, names = _host_batch(state)
+        batch, last = to_device(host, state.device, cfg.channels_last), m == cfg.grad_accum - 1
+        if state.compiling: out = _first_compiled_step(state, batch, last)
+        else: out = _micro_step(state, batch, last)
+        samples += names
         for k, v in {'loss': out.loss.detach(), **out.metrics}.items():
-            v = v.detach() if torch.is_tensor(v) else torch.tensor(float(v))
+            v = v.detach() if torch.is_tensor(v) else torch.full((), float(v), device=state.device)
             sums[k] = sums[k] + v / cfg.grad_accum if k in sums else v / cfg.grad_accum
+        for k, v in out.problems.items(): problems[k] = problems[k] | v if k in problems else v
     state.step += 1
-    rec = dict(step=state.step, lr=lr, samples=samples, **sums)
+    rec = dict(step=state.step, lr=lr, samples=samples, **sums, **({'problems': problems} if problems else {}))
     if cfg.nonfinite == 'skip' and not _finite_everywhere(sums['loss'], state):
         state.optimizer.zero_grad(set_to_none=True); state.scheduler.step(); state.skipped += 1
         rec.update(skipped=state.skipped, skipped_step=True)
@@ -777,13 +824,84 @@ def train_step(state:TrainState):
         state.optimizer.zero_grad(set_to_none=True)
     state.record = rec; state.pending.append(rec)
 
+def _first_compiled_step(state:TrainState, batch:dict, last:bool)->StepOutput:
+    "The first micro-step of a compiled model, where compilation happens: on failure one line says why, and the run goes on eagerly."
+    state.compiling = False
+    try: return _micro_step(state, batch, last)
+    except Exception as e:
+        state.optimizer.zero_grad(set_to_none=True)
+        state.net = _wrap_ddp(state.model, state)
+        _say(state, f"compile={state.cfg.compile!r}: the model could not be compiled ({type(e).__name__}: "
+                    f"{(str(e).strip().splitlines() or [''])[0][:160]}); training goes on eagerly")
+        return _micro_step(state, batch, last)
+
 def _finite_everywhere(loss:Tensor, state:TrainState)->bool:
+    "Whether the loss is finite on every rank: a host read every step (only `nonfinite='skip'` needs it, to decide on the update)."
     ok = torch.isfinite(loss).float().reshape(1)
     if state.dist.world > 1: torch_dist.all_reduce(ok, op=torch_dist.ReduceOp.MIN)   # every rank skips alike
     return bool(ok.item())
 
 def _say(state:TrainState, msg:str):
     if state.dist.main: print(msg, flush=True)
+
+# %% ../nbs/04a_train.ipynb #3f1fe089
+_ON_HOST = contextvars.ContextVar('stereomae_on_host', default=False)
+
+@contextlib.contextmanager
+def on_host():
+    "Mark work done on the host by design (the batch before its copy): `HostSyncs` does not count it."
+    token = _ON_HOST.set(True)
+    try: yield
+    finally: _ON_HOST.reset(token)
+
+_VALUE_READS = {'_local_scalar_dense', 'nonzero', 'masked_select', 'equal', 'is_nonzero', '_unique2', 'unique_dim',
+                'unique_consecutive', 'bincount', 'argwhere'}   # ops whose result needs the values on the host
+_BOOL_INDEXED = {'index', 'index_put', 'index_put_', '_index_put_impl_'}   # with a boolean index: a nonzero inside
+
+def host_resident(optimizer:torch.optim.Optimizer)->list[Tensor]:
+    "The optimizer's tensors that stay on the host in a GPU run too (AdamW's step counters, unless fused or capturable)."
+    out = []
+    for g in optimizer.param_groups:
+        if g.get('fused') or g.get('capturable'): continue
+        out += [optimizer.state[p]['step'] for p in g['params'] if p in optimizer.state and torch.is_tensor(optimizer.state[p].get('step'))]
+    return out
+
+class HostSyncs(TorchDispatchMode):
+    "Record every operation that would make the host wait for the device, with the line of code that asked (on any device)."
+    def __init__(self, ignore:Iterable[Tensor]=()): # tensors on the host by design (`host_resident(optimizer)`)
+        super().__init__()
+        self.ignore = {t.untyped_storage().data_ptr() for t in ignore}
+        self.calls:list[str] = []
+
+    def _record(self, what:str, t:Tensor|None=None):
+        if _ON_HOST.get() or (t is not None and t.untyped_storage().data_ptr() in self.ignore): return
+        stack = [f for f in traceback.extract_stack() if '/torch/' not in f.filename.replace('\\', '/')
+                 and f.name not in ('_record', '__torch_dispatch__', 'read')]
+        frame = stack[-1] if stack else None                      # the innermost line outside torch that asked
+        self.calls.append(f"{what} at {Path(frame.filename).name}:{frame.lineno} ({frame.name})" if frame else what)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name, kwargs = func.overloadpacket.__name__, kwargs or {}
+        first = next((a for a in args if torch.is_tensor(a)), None)
+        if name in _VALUE_READS: self._record(f"aten.{name}", first)
+        elif name in _BOOL_INDEXED and any(torch.is_tensor(i) and i.dtype in (torch.bool, torch.uint8)
+                                           for i in (args[1] if len(args) > 1 and isinstance(args[1], (list, tuple)) else [])):
+            self._record(f"aten.{name} with a boolean index", first)
+        elif name == 'repeat_interleave' and kwargs.get('output_size') is None and not (len(args) > 1 and isinstance(args[1], int)):
+            self._record("aten.repeat_interleave without output_size", first)
+        return func(*args, **kwargs)
+
+    def __enter__(self):
+        self._saved = {m: getattr(torch.Tensor, m) for m in ('tolist', 'numpy', 'cpu')}
+        def watched(m, f):
+            def read(t, *a, **k): self._record(f"Tensor.{m}()", t); return f(t, *a, **k)
+            return read
+        for m, f in self._saved.items(): setattr(torch.Tensor, m, watched(m, f))
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for m, f in self._saved.items(): setattr(torch.Tensor, m, f)
+        return super().__exit__(*exc)
 
 # %% ../nbs/04a_train.ipynb #31c6bd9a
 @dataclass
@@ -799,7 +917,7 @@ class FitResult:
 
 RESUMABLE_KEYS = {'resume', 'progress', 'flush_denormal', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'valid_every', 'figure_every',
                   'num_workers', 'device', 'runs_dir', 'valid_data', 'valid_samples', 'valid_crop', 'valid_iters',
-                  'find_unused_parameters', 'nonfinite', 'max_skipped'}  # may change when a run resumes: not its trajectory
+                  'find_unused_parameters', 'nonfinite', 'max_skipped', 'compile', 'optimizer_impl', 'channels_last', 'cuda_graphs'}  # may change when a run resumes: not its trajectory
 
 def config_changes(old:dict, new:dict)->list[str]:
     "`key: old -> new` for every key whose value differs between two flat config dicts."
@@ -876,9 +994,38 @@ def _setup(model, task, train_data, cfg, configs, collate_fn):
         if changed:
             reschedule(state)
             if info.main: print(f"resuming {ckpt_path} with a changed recipe: {', '.join(changed)}", flush=True)
-    state.net = model if info.world == 1 else nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == 'cuda' else None, find_unused_parameters=cfg.find_unused_parameters)
+    say = lambda msg: print(msg, flush=True) if info.main else None
+    if getattr(cfg, 'cuda_graphs', False): capture_update_block(model, device, say)
+    net = compile_model(model, cfg.compile, say)
+    state.net, state.compiling = _wrap_ddp(net, state), net is not model
     return state, ckpt_path
+
+def _wrap_ddp(net:nn.Module, state:TrainState)->nn.Module:
+    if state.dist.world == 1: return net
+    return nn.parallel.DistributedDataParallel(net, device_ids=[state.device.index] if state.device.type == 'cuda' else None,
+                                               find_unused_parameters=state.cfg.find_unused_parameters)
+
+def compile_model(model:nn.Module, mode:str,  # `TrainConfig.compile`
+                  say:Callable=print)->nn.Module:
+    "`torch.compile(model)` in `mode` (it shares the model's weights), or the model itself for 'off' or where torch cannot compile (one line says why)."
+    if mode not in COMPILE_MODES: raise ValueError(f"compile={mode!r}: expected one of {COMPILE_MODES}")
+    if mode == 'off': return model
+    kwargs = dict(backend='aot_eager') if mode == 'trace' else {} if mode == 'default' else dict(mode=mode)
+    try: return torch.compile(model, **kwargs)
+    except Exception as e:
+        say(f"compile={mode!r}: torch.compile is not available here ({type(e).__name__}: {str(e)[:160]}); training goes on eagerly")
+        return model
+
+def capture_update_block(model:nn.Module, device:torch.device, say:Callable=print,
+                         mode:str='reduce-overhead')->bool: # torch.compile mode ('reduce-overhead': CUDA graphs; 'trace' checks the capture on a CPU)
+    "Stage 2: compile the model's GRU update block so its iterations replay as CUDA graphs (static shapes); True if it was."
+    block = getattr(unwrap(model), 'update_block', None)
+    if block is None: say("cuda_graphs=True: this model has no GRU update block; nothing is captured"); return False
+    if mode == 'reduce-overhead' and device.type != 'cuda':
+        say(f"cuda_graphs=True needs a CUDA device (this run is on {device.type}): the update block runs eagerly"); return False
+    kwargs = dict(backend='aot_eager') if mode == 'trace' else dict(mode=mode)
+    block.forward = torch.compile(block.forward, dynamic=False, **kwargs)   # an attribute of the instance: the weights keep their names
+    return True
 
 # %% ../nbs/04a_train.ipynb #26db0055
 def fit(model:nn.Module,          # the model (unwrapped); moved to the device here

@@ -225,6 +225,7 @@ class ViTEncoder(nn.Module):
     def forward(self, left:Tensor,              # (B, C, H, W)
                 right:Tensor|None=None,         # (B, C, H, W) or None (one view)
                 mask:Tensor|None=None,          # (B, 2, N) or (B, N) for one view, True = hidden; None: all visible
+                visible:tuple[int, ...]|None=None, # visible cells per view when known (masks of `make_mask`): the mask is not read (no host sync)
                )->EncoderOutput:
         "Encode the visible tokens of one view or a stereo pair."
         embs = self._embed_views(left, right)
@@ -232,7 +233,7 @@ class ViTEncoder(nn.Module):
         if mask is not None:
             mask = mask[:, None] if mask.dim() == 2 else mask
             check_shape(mask, f'{B} {V} {N}', 'mask')
-            ids = [visible_indices(mask[:, v]) for v in range(V)]                    # (B, K_v) each
+            ids = [visible_indices(mask[:, v], visible[v] if visible else None) for v in range(V)]  # (B, K_v) each
         else: ids = [torch.arange(N, device=left.device).expand(B, N) for _ in embs]
         xs = [gather_tokens(e[0], i) if mask is not None else e[0] for e, i in zip(embs, ids)]  # (B, K_v, D)
         tokens, _ = self._views(xs, prefix)

@@ -126,3 +126,20 @@ def test_decoder_memory_matches_the_tensors_the_decoder_holds(name, impl, monkey
     held = {'raw (hidden, context) maps': _nbytes([t for level in ctx for t in level])}
     if impl == 'reg': held['left and right features'] = _nbytes([fl, fr])
     assert m['held'][impl] == held
+
+
+def test_gpu_benchmark_quick_runs_on_a_cpu_and_skips_absent_references(tmp_path):
+    "bench_gpu.py --quick: every table of issue 19 on tiny shapes; a reference that cannot be had is skipped with the reason."
+    import os
+    env = {**os.environ, 'STEREOMAE_REF_MAE': str(tmp_path / 'no-mae'), 'STEREOMAE_REF_RAFT_STEREO': str(tmp_path / 'no-raft'),
+           'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(REPO)}
+    r = subprocess.run([sys.executable, str(BENCH / 'bench_gpu.py'), '--quick'], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert f"reference mae: skipped: STEREOMAE_REF_MAE={tmp_path / 'no-mae'} is not a folder" in out
+    for line in ('| MIM step, tiny preset, 2 pairs |', '| stage-2 step, RAFT-Stereo CNN, batch 1, 2 iterations, 32×64 |',
+                 '| MIM | all off |', '| stage-2 CNN | channels_last |', '| stage-2 CNN | cuda_graphs | – | – | needs a CUDA device',
+                 '| synthetic MIM pairs + MIM transforms, batch 2 | 1 |', "`stereomae pretrain`'s loop with synthetic pairs"):
+        assert line in out, (line, out)
+    rows = [l for l in out.splitlines() if l.startswith(('| MIM |', '| stage-2 CNN |')) and 'cuda_graphs' not in l]
+    assert rows and all(l.rstrip(' |').endswith('| 0') for l in rows), rows   # no host read in any option's step

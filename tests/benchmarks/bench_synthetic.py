@@ -1,6 +1,8 @@
-"""Synthetic stereo and augmentation speed: ms per rendered pair (one thread and all threads), ms per augmented
-sample, and samples per second through a DataLoader with 0, 1 and 2 workers."""
-import time
+"""Synthetic stereo and augmentation speed: ms per rendered pair (one thread and all threads; a sample is rendered on one
+thread by `one_thread`, the raw `render` column is what a sample cost before, on the caller's threads), ms per augmented
+sample, and samples per second through a DataLoader with 0, 1 and 2 workers. The load average is printed: spread over
+threads, small operations wait for descheduled ones on a busy machine."""
+import os, time
 import torch
 from stereomae.synthetic import SyntheticStereo, texture_bank
 from stereomae.augment import StereoAugmentor
@@ -24,13 +26,14 @@ def loader_rate(ds, workers: int, batches: int = 4, batch_size: int = 4) -> floa
 def main():
     threads = torch.get_num_threads()
     t0 = time.perf_counter(); texture_bank(); bank_s = time.perf_counter() - t0
-    print(f'torch {torch.__version__}, {threads} threads; texture bank made in {bank_s:.2f} s (once per process)\n')
-    print('| render | size | ms per pair, 1 thread | ms per pair, all threads |\n|---|---|---|---|')
+    print(f'torch {torch.__version__}, {threads} threads on {os.cpu_count()} cores; texture bank made in {bank_s:.2f} s '
+          f'(once per process); load average {os.getloadavg()[0]:.2f}\n')
+    print(f'| render | size | ms per pair, 1 thread | ms per pair, {threads} threads | raw `render`, {threads} threads (before `one_thread`) |\n|---|---|---|---|---|')
     for size in [(128, 256), (256, 512), (540, 960)]:
         ds = SyntheticStereo(64, size=size, seed=0, max_disp=size[1] * 3 // 16)
         torch.set_num_threads(1); one = ms_per_item(ds.__getitem__, 8)
-        torch.set_num_threads(threads); many = ms_per_item(ds.__getitem__, 8)
-        print(f'| SyntheticStereo | {size[0]}x{size[1]} | {one:.1f} | {many:.1f} |')
+        torch.set_num_threads(threads); many = ms_per_item(ds.__getitem__, 8); raw = ms_per_item(ds.render, 8)
+        print(f'| SyntheticStereo | {size[0]}x{size[1]} | {one:.1f} | {many:.1f} | {raw:.1f} |')
     print('\n| augmentation | input -> crop | ms per sample |\n|---|---|---|')
     torch.set_num_threads(1)
     for size, crop in [((256, 512), (192, 384)), ((540, 960), (320, 720))]:
