@@ -159,10 +159,17 @@ class MaeDecoder(nn.Module):
 
     def extra_repr(self): return f"kind={self.kind!r}, joint={self.joint}, patch_size={self.patch_size}"
 
+    def pos_embed(self, grid:tuple[int, int], P:int, like:Tensor)->Tensor:
+        "The fixed sin-cos position embedding `(1, P + N, Dd)` on `like`'s device and dtype, made once per grid (a copy to a GPU every step would make the host wait)."
+        key = (tuple(grid), P, like.device, like.dtype)
+        cache = self.__dict__.setdefault('_pos_cache', {})                             # not a buffer: checkpoints stay as they are
+        if key not in cache: cache.clear(); cache[key] = sincos_pos_embed(self.dim, grid, P).to(like)[None]
+        return cache[key]
+
     def decoder_inputs(self, enc:EncoderOutput)->tuple[list[Tensor], list[Tensor]]:
         "Per view: the full sequence with mask tokens `(B, P + N, Dd)` and the visible tokens alone `(B, P + K_v, Dd)`."
         P, (h, w) = enc.num_prefix_tokens, enc.grid
-        pos = sincos_pos_embed(self.dim, enc.grid, P).to(enc.tokens[0])[None]        # (1, P + N, Dd), zeros for the prefix
+        pos = self.pos_embed(enc.grid, P, enc.tokens[0])                              # (1, P + N, Dd), zeros for the prefix
         full, visible = [], []
         for t, ids in zip(enc.tokens, enc.ids):
             x = self.embed(t)                                                          # (B, P + K, Dd)

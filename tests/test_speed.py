@@ -136,3 +136,15 @@ def test_a_gpu_step_passes_sync_debug_mode_error(stage):
     finally: torch.cuda.set_sync_debug_mode(0)
     T.flush(state)
     assert torch.isfinite(torch.tensor(state.history[-1]['loss']))
+
+
+def test_the_decoder_makes_its_position_embedding_once_per_grid():
+    "A copy from the host to a GPU waits for the device: the decoder's fixed embedding is made on the device once, not every step."
+    from stereomae.mae import build_mae
+    from stereomae.vit import sincos_pos_embed
+    dec = build_mae('tiny').decoder
+    x = torch.zeros(1, dtype=torch.bfloat16)
+    a = dec.pos_embed((4, 8), 1, x)
+    assert dec.pos_embed((4, 8), 1, x) is a and a.dtype == torch.bfloat16
+    torch.testing.assert_close(a[0].float(), sincos_pos_embed(dec.dim, (4, 8), 1).bfloat16().float())
+    assert dec.pos_embed((2, 8), 1, x).shape == (1, 17, dec.dim) and 'pos' not in ''.join(dec.state_dict())  # not a buffer
